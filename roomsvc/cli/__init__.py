@@ -1,0 +1,1 @@
+"""The ``roomsvc`` command line."""

@@ -1,0 +1,80 @@
+"""``roomsvc serve``: start the server and run until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from roomsvc import __version__
+from roomsvc.app import Runtime, build_app, open_runtime
+from roomsvc.config import Settings, check_serving
+from roomsvc.transport.http.middleware import AccessLogger
+
+log = logging.getLogger("roomsvc")
+
+
+async def serve(settings: Settings, *, extra=None) -> int:
+    check_serving(settings)
+    runtime = await open_runtime(settings)
+    _announce_modes(settings, runtime)
+    app = build_app(runtime, extra=extra)
+    runner = web.AppRunner(
+        app,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger("roomsvc.access") if settings.server.access_log else None,
+        shutdown_timeout=settings.server.shutdown_timeout,
+        handle_signals=False,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
+    await site.start()
+    sockets = runner.addresses
+    runtime.bound_port = sockets[0][1] if sockets else settings.server.port
+    _print_banner(settings, runtime)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: closing connections (1001) and flushing storage")
+    await runner.cleanup()
+    log.info("stopped")
+    return 0
+
+
+def _announce_modes(settings: Settings, runtime: Runtime) -> None:
+    if runtime.keys.development_mode:
+        bar = "!" * 78
+        log.warning(bar)
+        log.warning("DEVELOPMENT MODE: generated new keys in %s", ", ".join(runtime.keys.generated))
+        log.warning("Back these files up; without master.key the stored secrets cannot be read.")
+        log.warning("For production, provide keys.master_key_file / ROOMSVC_MASTER_KEY yourself.")
+        log.warning(bar)
+    if settings.server.allow_insecure_loopback:
+        log.warning(
+            "server.allow_insecure_loopback is ON: http links, non-Secure cookies and loopback upstreams "
+            "are allowed. Never use this in production."
+        )
+
+
+def _print_banner(settings: Settings, runtime: Runtime) -> None:
+    base = runtime.services.public_url()
+    host = settings.server.host if settings.server.host not in ("", "0.0.0.0") else "127.0.0.1"
+    ws_base = f"ws://{host}:{runtime.bound_port}"
+    data_flags = f" --data-dir {settings.server.data_dir}" if settings.server.data_dir != "./data" else ""
+    lines = [
+        f"roomsvc {__version__} listening on http://{host}:{runtime.bound_port}",
+        f"  public URL:      {base}",
+        f"  data directory:  {settings.data_dir} (SQLite {settings.sqlite_path.name})",
+        "  mint a participant token:",
+        f"    roomsvc token{data_flags} --room demo --identity alice --api secrets",
+        f"  connect a websocket to {ws_base}/v1/rooms/demo/ws with 'Authorization: Bearer <token>'",
+        f"  MeshAgent SDK clients: {ws_base}/rooms/demo  (API key: roomsvc apikey{data_flags})",
+        "  stop with Ctrl-C (SIGINT) or SIGTERM",
+    ]
+    print("\n".join(lines), flush=True)
+    sys.stdout.flush()

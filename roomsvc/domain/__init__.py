@@ -1,0 +1,1 @@
+"""The domain: rooms, participants, secrets and their rules. No network, no database, no crypto library."""

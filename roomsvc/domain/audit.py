@@ -1,0 +1,54 @@
+"""Audit lines for every secret operation: who, where, what, how it ended. Never a value.
+
+Writing is *fail closed*: if the line cannot be stored, the operation it describes
+fails. The store commits lines in groups (one fsync for many requests).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from roomsvc.clock import Clock
+from roomsvc.domain.ports import AuditRecord, AuditRepository
+from roomsvc.domain.principal import Principal
+
+if TYPE_CHECKING:
+    from roomsvc.domain.secrets import Address
+
+
+class _Place(Protocol):
+    room: str
+    owner: str
+    id: str
+
+
+class Auditor:
+    def __init__(self, repo: AuditRepository, clock: Clock) -> None:
+        self._repo = repo
+        self._clock = clock
+
+    def line(
+        self, caller: Principal | str, place: "Address | _Place | None", action: str, channel: str, outcome: str, detail: str = ""
+    ) -> AuditRecord:
+        actor = caller.identity if isinstance(caller, Principal) else caller
+        return AuditRecord(
+            time=self._clock.now(),
+            room=getattr(place, "room", None),
+            actor=actor,
+            owner=getattr(place, "owner", None),
+            secret_id=getattr(place, "id", None),
+            action=action,
+            channel=channel,
+            outcome=outcome,
+            detail=detail[:200],
+        )
+
+    async def record(
+        self, caller: Principal | str, place: "Address | _Place | None", action: str, channel: str, outcome: str, detail: str = ""
+    ) -> None:
+        await self._repo.append([self.line(caller, place, action, channel, outcome, detail)])
+
+    async def query(
+        self, *, room: str | None = None, identity: str | None = None, since: float | None = None, limit: int = 1000
+    ) -> list[AuditRecord]:
+        return await self._repo.query(room=room, identity=identity, since=since, limit=limit)

@@ -1,0 +1,150 @@
+"""Project secrets: ``keys`` bags (KEY=VALUE pairs for deployed services, referenced by a
+service spec's ``container.secrets``) and image ``pull`` secrets (registry credentials,
+referenced by ``container.pull_secret``).
+
+Both are managed by operators (a token with the admin API section and no room). No read
+API returns their values: only the resolvers, which the service runner calls, decrypt
+them, and each use is audited.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from roomsvc.clock import Clock
+from roomsvc.domain.audit import Auditor
+from roomsvc.domain.ports import Cipher, ProjectSecretRecord, SecretRepository
+from roomsvc.domain.principal import Principal
+from roomsvc.errors import DecryptionFailed, InvalidRequest, NotFound, PermissionDenied, TooLarge
+from roomsvc.ids import parse_secret_id
+
+KIND_KEYS = "keys"
+KIND_PULL = "pull"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+@dataclass(frozen=True)
+class _Place:
+    room: None
+    owner: None
+    id: str
+
+
+@dataclass(frozen=True)
+class PullCredentials:
+    server: str
+    username: str
+    password: str
+    email: str | None = None
+
+    def __repr__(self) -> str:
+        return f"PullCredentials(server={self.server!r}, username={self.username!r}, password=<hidden>)"
+
+
+def project_aad(record: ProjectSecretRecord) -> bytes:
+    return json.dumps(["roomsvc/project-secret/v1", record.kind, record.id, record.version], separators=(",", ":")).encode()
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    """``"K1=v1 K2=v2"`` (space separated, as MeshAgent's CLI takes them) into a dict."""
+    pairs: dict[str, str] = {}
+    for item in text.split():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidRequest(f"expected KEY=VALUE, got an item without '=' (key {key[:40]!r})")
+        pairs[key] = value
+    return pairs
+
+
+class ProjectSecretService:
+    def __init__(self, *, store: SecretRepository, cipher: Cipher, auditor: Auditor, clock: Clock, max_value_size: int) -> None:
+        self._store = store
+        self._cipher = cipher
+        self._audit = auditor
+        self._clock = clock
+        self._max = max_value_size
+
+    async def put_keys(self, caller: Principal, *, id: str, data: dict[str, str], name: str | None = None) -> ProjectSecretRecord:
+        if not isinstance(data, dict) or not data:
+            raise InvalidRequest("a keys secret needs at least one KEY=VALUE pair")
+        for key, value in data.items():
+            if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+                raise InvalidRequest(f"key names must be environment-variable names, got {str(key)[:40]!r}")
+            if not isinstance(value, str):
+                raise InvalidRequest(f"value of {key!r} must be a string")
+        return await self._put(caller, id, name, KIND_KEYS, data)
+
+    async def put_pull(
+        self, caller: Principal, *, id: str, server: str, username: str, password: str, email: str | None = None, name: str | None = None
+    ) -> ProjectSecretRecord:
+        for field, value in (("server", server), ("username", username), ("password", password)):
+            if not isinstance(value, str) or not value:
+                raise InvalidRequest(f"a pull secret needs a non-empty {field}")
+        if email is not None and not isinstance(email, str):
+            raise InvalidRequest("email must be a string")
+        payload = {"server": server, "username": username, "password": password, "email": email}
+        return await self._put(caller, id, name, KIND_PULL, payload)
+
+    async def list(self, caller: Principal, *, kind: str | None = None) -> list[ProjectSecretRecord]:
+        await self._operator(caller, None, "list")
+        return await self._store.list_project_secrets(kind)
+
+    async def delete(self, caller: Principal, *, id: str, kind: str | None = None) -> None:
+        id_ = parse_secret_id(id)
+        await self._operator(caller, id_, "delete")
+        found = await self._store.get_project_secret(id_)
+        if found is None or (kind and found[0].kind != kind):
+            raise NotFound(f"project secret {id_!r} not found")
+        await self._store.delete_project_secret(id_, audit=self._audit.line(caller, _Place(None, None, id_), "delete", "admin", "ok"))
+
+    # -- resolvers (called by the service runner, never by a client API) ---------------------
+
+    async def resolve_keys(self, id: str, *, service: str) -> dict[str, str]:
+        """The KEY=VALUE pairs of a ``container.secrets`` entry, for service ``service``."""
+        return await self._resolve(id, KIND_KEYS, service)
+
+    async def resolve_pull(self, id: str, *, service: str) -> PullCredentials:
+        """The registry credentials of a ``container.pull_secret``, for pulling only."""
+        data = await self._resolve(id, KIND_PULL, service)
+        return PullCredentials(data["server"], data["username"], data["password"], data.get("email"))
+
+    # -- internals -----------------------------------------------------------------------------
+
+    async def _operator(self, caller: Principal, id: str | None, action: str) -> None:
+        if not caller.is_operator:
+            await self._audit.record(caller, _Place(None, None, id or "*"), action, "admin", "denied", "not an operator token")
+            raise PermissionDenied("project secrets need an operator token (admin API section, no room grant)")
+
+    async def _put(self, caller: Principal, id: str, name: str | None, kind: str, payload: dict) -> ProjectSecretRecord:
+        id_ = parse_secret_id(id)
+        await self._operator(caller, id_, "set")
+        plaintext = json.dumps(payload).encode()
+        if len(plaintext) > self._max:
+            raise TooLarge(f"project secret is {len(plaintext)} bytes; the limit is {self._max}")
+        current = await self._store.get_project_secret(id_)
+        now = self._clock.now()
+        record = ProjectSecretRecord(
+            id=id_, name=name or (current[0].name if current else id_), kind=kind,
+            version=(current[0].version + 1) if current else 1,
+            created_at=current[0].created_at if current else now, updated_at=now,
+        )
+        blob = self._cipher.encrypt(plaintext, project_aad(record))
+        action = "create" if current is None else "update"
+        return await self._store.put_project_secret(record, blob, audit=self._audit.line(caller, _Place(None, None, id_), action, "admin", "ok", kind))
+
+    async def _resolve(self, id: str, kind: str, service: str) -> dict:
+        place = _Place(None, None, id)
+        found = await self._store.get_project_secret(id)
+        if found is None or found[0].kind != kind:
+            await self._audit.record(f"service:{service}", place, "use", "resolver", "not_found", kind)
+            raise NotFound(f"project {kind} secret {id!r} not found")
+        record, blob = found
+        try:
+            data = json.loads(self._cipher.decrypt(blob, project_aad(record)))
+        except DecryptionFailed:
+            await self._audit.record(f"service:{service}", place, "use", "resolver", "decrypt_failed", kind)
+            raise
+        await self._audit.record(f"service:{service}", place, "use", "resolver", "ok", kind)
+        return data

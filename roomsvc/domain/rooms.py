@@ -1,0 +1,296 @@
+"""Rooms and the participants present in them.
+
+Presence lives in memory on the node that holds the connection; rooms themselves are
+records in storage (so a deployment can require rooms to be created first). Delivery to
+a participant goes through its :class:`ParticipantSink`, which must not block: the
+transport queues the event and closes a connection whose queue overflows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Mapping, Protocol
+
+from roomsvc.clock import Clock
+from roomsvc.domain.events import (
+    CallReceived,
+    MessageReceived,
+    Notice,
+    ParticipantInfo,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantUpdated,
+    RoomEvent,
+)
+from roomsvc.domain.principal import Principal
+from roomsvc.domain.ports import RoomRecord, RoomRepository
+from roomsvc.errors import (
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    PermissionDenied,
+    RoomsvcError,
+    Timeout,
+    TooManyConnections,
+)
+from roomsvc.ids import Identity, ParticipantId, RoomName
+
+MAX_TYPE_LENGTH = 128
+MAX_ATTRIBUTES = 64
+
+
+class ParticipantSink(Protocol):
+    def deliver(self, event: RoomEvent) -> None:
+        """Queue an event for the participant; never blocks."""
+
+
+@dataclass(eq=False)
+class Participant:
+    id: ParticipantId
+    room: RoomName
+    principal: Principal
+    sink: ParticipantSink
+    attributes: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "native"
+
+    @property
+    def identity(self) -> Identity:
+        return self.principal.identity
+
+    def info(self) -> ParticipantInfo:
+        return ParticipantInfo(
+            id=self.id,
+            identity=self.principal.identity,
+            role=self.principal.role,
+            attributes=dict(self.attributes),
+            protocol=self.protocol,
+        )
+
+
+@dataclass
+class _PendingCall:
+    caller: Participant
+    target: Participant
+    future: asyncio.Future[Any]
+
+
+LeaveHook = Callable[[Participant], Awaitable[None] | None]
+
+
+class RoomService:
+    """Joins, presence, messages and participant-to-participant calls."""
+
+    def __init__(
+        self,
+        *,
+        rooms: RoomRepository,
+        clock: Clock,
+        auto_create: bool = True,
+        max_participants: int = 500,
+        max_connections_per_identity: int = 16,
+    ) -> None:
+        self._rooms = rooms
+        self._clock = clock
+        self._auto_create = auto_create
+        self._max_participants = max_participants
+        self._max_per_identity = max_connections_per_identity
+        self._present: dict[RoomName, dict[ParticipantId, Participant]] = defaultdict(dict)
+        self._per_identity: dict[Identity, int] = defaultdict(int)
+        self._calls: dict[str, _PendingCall] = {}
+        self._leave_hooks: list[LeaveHook] = []
+
+    # -- rooms ----------------------------------------------------------------------
+
+    async def create_room(self, name: RoomName) -> RoomRecord:
+        return await self._rooms.create_room(name, created_at=self._clock.now())
+
+    async def list_rooms(self) -> list[RoomRecord]:
+        return await self._rooms.list_rooms()
+
+    def present_count(self) -> tuple[int, int]:
+        """(rooms with someone present, participants present) on this node."""
+        rooms = [r for r in self._present.values() if r]
+        return len(rooms), sum(len(r) for r in rooms)
+
+    # -- presence -------------------------------------------------------------------
+
+    async def join(
+        self,
+        principal: Principal,
+        sink: ParticipantSink,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+        protocol: str = "native",
+    ) -> Participant:
+        """Add a participant to its token's room and tell the others.
+
+        Raises:
+            PermissionDenied: the token has no room grant.
+            NotFound: the room does not exist and rooms are not created on first join.
+            TooManyConnections: the identity already has its maximum of connections.
+            Overloaded: the room is full.
+        """
+        if principal.room is None:
+            raise PermissionDenied("this token has no room grant")
+        room = principal.room
+        if self._per_identity[principal.identity] >= self._max_per_identity:
+            raise TooManyConnections(
+                f"identity {principal.identity!r} already has {self._max_per_identity} connections"
+            )
+        if await self._rooms.get_room(room) is None:
+            if not self._auto_create:
+                raise NotFound(f"room {room!r} does not exist; an operator must create it first")
+            await self._rooms.ensure_room(room, created_at=self._clock.now())
+        present = self._present[room]
+        if len(present) >= self._max_participants:
+            raise Overloaded(f"room {room!r} is full")
+        # re-check after the awaits above: another join of the same identity may have landed
+        if self._per_identity[principal.identity] >= self._max_per_identity:
+            raise TooManyConnections(
+                f"identity {principal.identity!r} already has {self._max_per_identity} connections"
+            )
+        participant = Participant(
+            id=ParticipantId(secrets.token_urlsafe(12)),
+            room=room,
+            principal=principal,
+            sink=sink,
+            attributes=_check_attributes(attributes or {}),
+            protocol=protocol,
+        )
+        present[participant.id] = participant
+        self._per_identity[principal.identity] += 1
+        self._fan_out(participant, ParticipantJoined(participant.info()))
+        return participant
+
+    def on_leave(self, hook: LeaveHook) -> None:
+        """Run ``hook(participant)`` whenever a participant leaves (used by pending requests)."""
+        self._leave_hooks.append(hook)
+
+    async def leave(self, participant: Participant) -> None:
+        present = self._present.get(participant.room, {})
+        if present.pop(participant.id, None) is None:
+            return
+        if not present:
+            self._present.pop(participant.room, None)
+        self._per_identity[participant.identity] -= 1
+        if self._per_identity[participant.identity] <= 0:
+            del self._per_identity[participant.identity]
+        for call_id, call in list(self._calls.items()):
+            if call.target is participant and not call.future.done():
+                call.future.set_exception(NotFound("the participant called has left the room"))
+            if call.caller is participant or call.target is participant:
+                self._calls.pop(call_id, None)
+        self._fan_out(participant, ParticipantLeft(participant.info()))
+        for hook in self._leave_hooks:
+            result = hook(participant)
+            if result is not None:
+                await result
+
+    def participants(self, room: RoomName) -> list[Participant]:
+        return list(self._present.get(room, {}).values())
+
+    def find(self, room: RoomName, participant_id: str) -> Participant:
+        """The participant with that id in that room.
+
+        Raises:
+            NotFound: nobody with that id is present in the room.
+        """
+        found = self._present.get(room, {}).get(ParticipantId(participant_id))
+        if found is None:
+            raise NotFound(f"no participant {participant_id!r} in this room")
+        return found
+
+    def set_attributes(self, participant: Participant, attributes: Mapping[str, Any]) -> None:
+        participant.attributes.update(_check_attributes(attributes))
+        if len(participant.attributes) > MAX_ATTRIBUTES:
+            raise InvalidRequest(f"at most {MAX_ATTRIBUTES} attributes")
+        self._fan_out(participant, ParticipantUpdated(participant.info()), include_self=True)
+
+    # -- messages -------------------------------------------------------------------
+
+    def send(
+        self, sender: Participant, to: str, message_type: str, body: Any, attachment: bytes | None = None
+    ) -> None:
+        target = self.find(sender.room, to)
+        target.sink.deliver(MessageReceived(sender.info(), _check_type(message_type), body, attachment))
+
+    def broadcast(
+        self, sender: Participant, message_type: str, body: Any, attachment: bytes | None = None
+    ) -> int:
+        event = MessageReceived(sender.info(), _check_type(message_type), body, attachment, broadcast=True)
+        return self._fan_out(sender, event)
+
+    def notify(self, participant: Participant, notice: Notice) -> None:
+        participant.sink.deliver(notice)
+
+    def notify_identity(self, room: RoomName, identity: Identity, notice: Notice) -> int:
+        """Deliver a notice to every connection of one identity in a room."""
+        count = 0
+        for p in self.participants(room):
+            if p.identity == identity:
+                p.sink.deliver(notice)
+                count += 1
+        return count
+
+    # -- calls between participants ------------------------------------------------------
+
+    async def call(self, caller: Participant, to: str, method: str, body: Any, *, timeout: float) -> Any:
+        """Ask another participant and wait for its answer.
+
+        Raises:
+            NotFound: no such participant, or it left before answering.
+            Timeout: no answer within ``timeout`` seconds.
+            RoomsvcError: the error the callee answered with.
+        """
+        target = self.find(caller.room, to)
+        call_id = secrets.token_urlsafe(12)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls[call_id] = _PendingCall(caller, target, future)
+        try:
+            target.sink.deliver(CallReceived(call_id, caller.info(), _check_type(method), body))
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"participant {to!r} did not answer within {timeout:g} s") from None
+        finally:
+            self._calls.pop(call_id, None)
+
+    def answer(self, callee: Participant, call_id: str, *, body: Any = None, error: RoomsvcError | None = None) -> None:
+        call = self._calls.get(call_id)
+        if call is None or call.target is not callee:
+            raise NotFound(f"no pending call {call_id!r} addressed to you")
+        if not call.future.done():
+            if error is not None:
+                call.future.set_exception(error)
+            else:
+                call.future.set_result(body)
+
+    # -- internals ------------------------------------------------------------------
+
+    def _fan_out(self, sender: Participant, event: RoomEvent, *, include_self: bool = False) -> int:
+        count = 0
+        for p in self.participants(sender.room):
+            if p is sender and not include_self:
+                continue
+            p.sink.deliver(event)
+            count += 1
+        return count
+
+
+def _check_type(value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_TYPE_LENGTH or not value.isprintable():
+        raise InvalidRequest(f"message type must be a printable string of 1-{MAX_TYPE_LENGTH} characters")
+    return value
+
+
+def _check_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(attributes, Mapping):
+        raise InvalidRequest("attributes must be an object")
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise InvalidRequest(f"at most {MAX_ATTRIBUTES} attributes")
+    for key in attributes:
+        if not isinstance(key, str) or not key or len(key) > MAX_TYPE_LENGTH:
+            raise InvalidRequest("attribute names must be non-empty strings")
+    return dict(attributes)

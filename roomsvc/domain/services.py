@@ -1,0 +1,46 @@
+"""The bundle of wired services that transports receive from the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Protocol
+
+from roomsvc.domain.audit import Auditor
+from roomsvc.domain.principal import Principal
+from roomsvc.domain.project_secrets import ProjectSecretService
+from roomsvc.domain.rooms import RoomService
+from roomsvc.domain.secrets import SecretService
+
+
+@dataclass(frozen=True)
+class WsLimits:
+    max_message_size: int = 131072
+    heartbeat: float = 20.0
+    auth_timeout: float = 10.0
+    outbound_queue: int = 256
+    send_timeout: float = 10.0
+    max_concurrent_requests: int = 32
+    max_bad_messages: int = 5
+    max_call_timeout: float = 300.0
+
+
+class KeyAdmin(Protocol):
+    async def status(self) -> list: ...
+    async def rotate(self, *, progress: Callable[[int, int], Awaitable[None]] | None = None, batch: int = 200): ...
+    async def retire(self, key_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Services:
+    rooms: RoomService
+    secrets: SecretService
+    project_secrets: ProjectSecretService
+    keys: KeyAdmin
+    auditor: Auditor
+    #: verify a participant token and return who it names (raises Unauthenticated)
+    authenticate: Callable[[str], Principal]
+    #: consistent copy of the database to a path
+    backup: Callable[[str], Awaitable[None]]
+    ws: WsLimits
+    #: the base of links roomsvc hands out
+    public_url: Callable[[], str]

@@ -1,0 +1,1 @@
+"""Storage engines. Each implements :class:`roomsvc.domain.ports.Store`."""

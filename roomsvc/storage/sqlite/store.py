@@ -1,0 +1,533 @@
+"""SQLite store: one writer connection with group commit, one reader connection.
+
+Every write is a *job* (an async function of the writer connection). The writer task
+takes every job waiting, runs each in its own SAVEPOINT inside one transaction and
+commits once; each job's caller is answered only after that commit is durable
+(``synchronous=FULL``). So a burst of requests shares one fsync, an audit line commits
+in the same transaction as the change it records, and a failed commit fails every job
+in the batch (fail closed). Reads use a second connection and, thanks to WAL, see only
+committed data.
+
+aiosqlite and sqlite3 errors stop here: they are re-raised as roomsvc errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
+
+import aiosqlite
+
+from roomsvc.domain.ports import (
+    AuditRecord,
+    EncryptedBlob,
+    KeyRecord,
+    ProjectSecretRecord,
+    RewrapItem,
+    RoomRecord,
+    SecretRecord,
+)
+from roomsvc.errors import AlreadyExists, Conflict, RoomsvcError, StorageError
+from roomsvc.ids import Identity, RoomName, SecretId
+from roomsvc.storage.migrate import latest_version, migrations, split_statements
+
+log = logging.getLogger("roomsvc.storage")
+
+T = TypeVar("T")
+Job = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+_SECRET_COLS = "room, owner, secret_id, delegated_to, type, name, kind, version, created_at, updated_at"
+
+
+def database_exists(path: Path) -> bool:
+    return path.exists() and path.stat().st_size > 0
+
+
+class SqliteStore:
+    """The embedded store. Open it with :meth:`open`; close it with :meth:`close`."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, *, batch_max: int) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._batch_max = batch_max
+        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        #: number of committed write batches (a figure for tests and metrics)
+        self.commits = 0
+
+    # -- life cycle -----------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: Path, *, busy_timeout_ms: int = 5000, batch_max: int = 256) -> "SqliteStore":
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            # create the file ourselves so it is 0600 from its first byte; SQLite gives
+            # the -wal and -shm files the same mode as the database
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(path, 0o600)
+        try:
+            writer = await _connect(path, busy_timeout_ms)
+            reader = await _connect(path, busy_timeout_ms)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open database {str(path)!r}: {exc}") from exc
+        store = cls(path, writer, reader, batch_max=batch_max)
+        await store._migrate()
+        store._task = asyncio.get_running_loop().create_task(store._writer_loop(), name="sqlite-writer")
+        return store
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        try:
+            await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            log.warning("WAL checkpoint at close failed", exc_info=True)
+        await self._reader.close()
+        await self._writer.close()
+
+    async def pragmas(self) -> dict[str, Any]:
+        out = {}
+        for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
+            row = await (await self._writer.execute(f"PRAGMA {name}")).fetchone()
+            out[name] = row[0] if row else None
+        return out
+
+    async def _migrate(self) -> None:
+        row = await (await self._writer.execute("PRAGMA user_version")).fetchone()
+        current = int(row[0]) if row else 0
+        latest = latest_version()
+        if current > latest:
+            raise StorageError(
+                f"database schema version {current} is newer than this roomsvc knows ({latest}); "
+                "run the roomsvc release that wrote it"
+            )
+        for number, name, sql in migrations():
+            if number <= current:
+                continue
+            log.info("applying migration %s", name)
+            try:
+                await self._writer.execute("BEGIN IMMEDIATE")
+                for statement in split_statements(sql):
+                    await self._writer.execute(statement)
+                await self._writer.execute(f"PRAGMA user_version = {number}")
+                await self._writer.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._writer.execute("ROLLBACK")
+                raise StorageError(f"migration {name} failed: {exc}") from exc
+
+    # -- the write path -------------------------------------------------------------------
+
+    async def _write(self, job: Job) -> Any:
+        if self._closed:
+            raise StorageError("the store is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((job, future))
+        return await future
+
+    async def _writer_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._batch_max and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._run_batch(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _run_batch(self, batch: list[tuple[Job, asyncio.Future[Any]]]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        db = self._writer
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            for job, future in batch:
+                await db.execute("SAVEPOINT job")
+                try:
+                    result = await job(db)
+                except Exception as exc:  # the job's own failure: undo just that job
+                    await db.execute("ROLLBACK TO job")
+                    await db.execute("RELEASE job")
+                    outcomes.append((future, None, exc))
+                else:
+                    await db.execute("RELEASE job")
+                    outcomes.append((future, result, None))
+            await db.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.Error as exc:
+            log.error("write batch of %d failed: %s", len(batch), exc)
+            try:
+                await db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            error = StorageError("the database could not store this change; nothing was written")
+            error.__cause__ = exc
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for future, result, exc in outcomes:
+            if future.done():
+                continue
+            if exc is None:
+                future.set_result(result)
+            elif isinstance(exc, RoomsvcError):
+                future.set_exception(exc)
+            else:
+                wrapped = StorageError(f"storage error: {type(exc).__name__}")
+                wrapped.__cause__ = exc
+                future.set_exception(wrapped)
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise StorageError(f"storage read failed: {type(exc).__name__}") from exc
+
+    # -- rooms ---------------------------------------------------------------------------
+
+    async def get_room(self, name: RoomName) -> RoomRecord | None:
+        rows = await self._read("SELECT name, created_at FROM rooms WHERE name = ?", (name,))
+        return RoomRecord(RoomName(rows[0][0]), rows[0][1]) if rows else None
+
+    async def create_room(self, name: RoomName, *, created_at: float) -> RoomRecord:
+        async def job(db: aiosqlite.Connection) -> RoomRecord:
+            try:
+                await db.execute("INSERT INTO rooms (name, created_at) VALUES (?, ?)", (name, created_at))
+            except sqlite3.IntegrityError as exc:
+                raise AlreadyExists(f"room {name!r} already exists") from exc
+            return RoomRecord(name, created_at)
+
+        return await self._write(job)
+
+    async def ensure_room(self, name: RoomName, *, created_at: float) -> RoomRecord:
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute("INSERT OR IGNORE INTO rooms (name, created_at) VALUES (?, ?)", (name, created_at))
+
+        await self._write(job)
+        room = await self.get_room(name)
+        assert room is not None
+        return room
+
+    async def list_rooms(self) -> list[RoomRecord]:
+        rows = await self._read("SELECT name, created_at FROM rooms ORDER BY name")
+        return [RoomRecord(RoomName(r[0]), r[1]) for r in rows]
+
+    # -- room secrets ----------------------------------------------------------------------
+
+    async def get_secret(
+        self, room: RoomName, owner: Identity, id: SecretId, delegated_to: Identity | None
+    ) -> tuple[SecretRecord, EncryptedBlob] | None:
+        rows = await self._read(
+            f"SELECT {_prefixed('s.', _SECRET_COLS)}, v.kek_id, v.wrapped_dek, v.ciphertext "
+            "FROM room_secrets s JOIN room_secret_versions v ON v.secret_pk = s.pk AND v.version = s.version "
+            "WHERE s.room = ? AND s.owner = ? AND s.secret_id = ? AND s.delegated_to = ?",
+            (room, owner, id, delegated_to or ""),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return _secret_record(r), EncryptedBlob(r[10], bytes(r[11]), bytes(r[12]))
+
+    async def find_delegated(self, room: RoomName, id: SecretId, delegate: Identity) -> list[SecretRecord]:
+        rows = await self._read(
+            f"SELECT {_SECRET_COLS} FROM room_secrets WHERE room = ? AND secret_id = ? AND delegated_to = ? "
+            "ORDER BY updated_at DESC",
+            (room, id, delegate),
+        )
+        return [_secret_record(r) for r in rows]
+
+    async def put_secret(
+        self,
+        record: SecretRecord,
+        blob: EncryptedBlob,
+        *,
+        previous_version: int,
+        max_versions: int,
+        audit: AuditRecord,
+    ) -> SecretRecord:
+        key = (record.room, record.owner, record.id, record.delegated_to or "")
+
+        async def job(db: aiosqlite.Connection) -> SecretRecord:
+            row = await (
+                await db.execute(
+                    "SELECT pk, version, created_at FROM room_secrets "
+                    "WHERE room = ? AND owner = ? AND secret_id = ? AND delegated_to = ?",
+                    key,
+                )
+            ).fetchone()
+            current = row[1] if row else 0
+            if current != previous_version:
+                raise Conflict(f"secret {record.id!r} is at version {current}, not {previous_version}")
+            if row is None:
+                cursor = await db.execute(
+                    f"INSERT INTO room_secrets ({_SECRET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*key, record.type, record.name, record.kind, record.version, record.created_at, record.updated_at),
+                )
+                pk = cursor.lastrowid
+                created_at = record.created_at
+            else:
+                pk, created_at = row[0], row[2]
+                await db.execute(
+                    "UPDATE room_secrets SET type = ?, name = ?, kind = ?, version = ?, updated_at = ? WHERE pk = ?",
+                    (record.type, record.name, record.kind, record.version, record.updated_at, pk),
+                )
+            await db.execute(
+                "INSERT INTO room_secret_versions (secret_pk, version, kek_id, wrapped_dek, ciphertext, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (pk, record.version, blob.kek_id, blob.wrapped_dek, blob.ciphertext, record.updated_at),
+            )
+            await db.execute(
+                "DELETE FROM room_secret_versions WHERE secret_pk = ? AND version <= ?",
+                (pk, record.version - max_versions),
+            )
+            await _insert_audit(db, [audit])
+            return SecretRecord(**{**record.__dict__, "created_at": created_at})
+
+        return await self._write(job)
+
+    async def list_secrets(self, room: RoomName, owner: Identity) -> list[SecretRecord]:
+        rows = await self._read(
+            f"SELECT {_SECRET_COLS} FROM room_secrets WHERE room = ? AND owner = ? ORDER BY secret_id, delegated_to",
+            (room, owner),
+        )
+        return [_secret_record(r) for r in rows]
+
+    async def delete_secret(
+        self, room: RoomName, owner: Identity, id: SecretId, delegated_to: Identity | None, *, audit: AuditRecord
+    ) -> bool:
+        async def job(db: aiosqlite.Connection) -> bool:
+            cursor = await db.execute(
+                "DELETE FROM room_secrets WHERE room = ? AND owner = ? AND secret_id = ? AND delegated_to = ?",
+                (room, owner, id, delegated_to or ""),
+            )
+            await _insert_audit(db, [audit])
+            return cursor.rowcount > 0
+
+        return await self._write(job)
+
+    async def list_versions(
+        self, room: RoomName, owner: Identity, id: SecretId, delegated_to: Identity | None
+    ) -> list[tuple[int, float]]:
+        rows = await self._read(
+            "SELECT v.version, v.created_at FROM room_secret_versions v JOIN room_secrets s ON s.pk = v.secret_pk "
+            "WHERE s.room = ? AND s.owner = ? AND s.secret_id = ? AND s.delegated_to = ? ORDER BY v.version",
+            (room, owner, id, delegated_to or ""),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    # -- project secrets -------------------------------------------------------------------
+
+    async def put_project_secret(
+        self, record: ProjectSecretRecord, blob: EncryptedBlob, *, audit: AuditRecord
+    ) -> ProjectSecretRecord:
+        async def job(db: aiosqlite.Connection) -> ProjectSecretRecord:
+            row = await (await db.execute("SELECT version, kind, created_at FROM project_secrets WHERE id = ?", (record.id,))).fetchone()
+            if row is not None and row[1] != record.kind:
+                raise Conflict(f"project secret {record.id!r} exists with another type ({row[1]})")
+            if row is not None and row[0] != record.version - 1:
+                raise Conflict(f"project secret {record.id!r} changed meanwhile; retry")
+            created = row[2] if row else record.created_at
+            await db.execute(
+                "INSERT INTO project_secrets (id, name, kind, version, created_at, updated_at, kek_id, wrapped_dek, ciphertext) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+                "version = excluded.version, updated_at = excluded.updated_at, kek_id = excluded.kek_id, "
+                "wrapped_dek = excluded.wrapped_dek, ciphertext = excluded.ciphertext",
+                (record.id, record.name, record.kind, record.version, created, record.updated_at,
+                 blob.kek_id, blob.wrapped_dek, blob.ciphertext),
+            )
+            await _insert_audit(db, [audit])
+            return ProjectSecretRecord(**{**record.__dict__, "created_at": created})
+
+        return await self._write(job)
+
+    async def get_project_secret(self, id: str) -> tuple[ProjectSecretRecord, EncryptedBlob] | None:
+        rows = await self._read(
+            "SELECT id, name, kind, version, created_at, updated_at, kek_id, wrapped_dek, ciphertext "
+            "FROM project_secrets WHERE id = ?",
+            (id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return ProjectSecretRecord(r[0], r[1], r[2], r[3], r[4], r[5]), EncryptedBlob(r[6], bytes(r[7]), bytes(r[8]))
+
+    async def list_project_secrets(self, kind: str | None = None) -> list[ProjectSecretRecord]:
+        sql = "SELECT id, name, kind, version, created_at, updated_at FROM project_secrets"
+        rows = await self._read(sql + (" WHERE kind = ? ORDER BY id" if kind else " ORDER BY id"), (kind,) if kind else ())
+        return [ProjectSecretRecord(*r) for r in rows]
+
+    async def delete_project_secret(self, id: str, *, audit: AuditRecord) -> bool:
+        async def job(db: aiosqlite.Connection) -> bool:
+            cursor = await db.execute("DELETE FROM project_secrets WHERE id = ?", (id,))
+            await _insert_audit(db, [audit])
+            return cursor.rowcount > 0
+
+        return await self._write(job)
+
+    # -- audit ----------------------------------------------------------------------------
+
+    async def append(self, records: Sequence[AuditRecord]) -> None:
+        async def job(db: aiosqlite.Connection) -> None:
+            await _insert_audit(db, records)
+
+        await self._write(job)
+
+    async def query(
+        self, *, room: str | None = None, identity: str | None = None, since: float | None = None, limit: int = 1000
+    ) -> list[AuditRecord]:
+        where, params = [], []
+        if room is not None:
+            where.append("room = ?")
+            params.append(room)
+        if identity is not None:
+            where.append("(actor = ? OR owner = ?)")
+            params += [identity, identity]
+        if since is not None:
+            where.append("time >= ?")
+            params.append(since)
+        sql = "SELECT time, room, actor, owner, secret_id, action, channel, outcome, detail FROM audit"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await self._read(sql + " ORDER BY pk DESC LIMIT ?", (*params, limit))
+        return [AuditRecord(*r) for r in reversed(rows)]
+
+    # -- keys -------------------------------------------------------------------------------
+
+    async def list_keys(self) -> list[KeyRecord]:
+        rows = await self._read("SELECT id, wrapped, created_at, active FROM keys ORDER BY created_at, id")
+        return [KeyRecord(r[0], bytes(r[1]), r[2], bool(r[3])) for r in rows]
+
+    async def add_key(self, key: KeyRecord) -> None:
+        async def job(db: aiosqlite.Connection) -> None:
+            if key.active:
+                await db.execute("UPDATE keys SET active = 0")
+            await db.execute(
+                "INSERT INTO keys (id, wrapped, created_at, active) VALUES (?, ?, ?, ?)",
+                (key.id, key.wrapped, key.created_at, int(key.active)),
+            )
+
+        await self._write(job)
+
+    async def delete_key(self, key_id: str) -> None:
+        async def job(db: aiosqlite.Connection) -> None:
+            if await _key_uses(db, key_id):
+                raise Conflict(f"key {key_id!r} still protects stored secrets; rotate first")
+            row = await (await db.execute("SELECT active FROM keys WHERE id = ?", (key_id,))).fetchone()
+            if row and row[0]:
+                raise Conflict(f"key {key_id!r} is the active key; rotate to a new key before retiring it")
+            await db.execute("DELETE FROM keys WHERE id = ?", (key_id,))
+
+        await self._write(job)
+
+    async def count_key_uses(self, key_id: str) -> int:
+        rows = await self._read(
+            "SELECT (SELECT count(*) FROM room_secret_versions WHERE kek_id = ?) + "
+            "(SELECT count(*) FROM project_secrets WHERE kek_id = ?)",
+            (key_id, key_id),
+        )
+        return int(rows[0][0])
+
+    async def blobs_using(self, key_id: str, *, batch: int) -> AsyncIterator[list[RewrapItem]]:
+        for table in ("room_secret_versions", "project_secrets"):
+            last = 0
+            while True:
+                rows = await self._read(
+                    f"SELECT pk, kek_id, wrapped_dek, ciphertext FROM {table} WHERE kek_id = ? AND pk > ? ORDER BY pk LIMIT ?",
+                    (key_id, last, batch),
+                )
+                if not rows:
+                    break
+                last = rows[-1][0]
+                yield [RewrapItem(table, r[0], EncryptedBlob(r[1], bytes(r[2]), bytes(r[3]))) for r in rows]
+
+    async def replace_blobs(self, items: Sequence[tuple[RewrapItem, EncryptedBlob]]) -> int:
+        async def job(db: aiosqlite.Connection) -> int:
+            changed = 0
+            for item, blob in items:
+                if item.table not in ("room_secret_versions", "project_secrets"):
+                    raise ValueError(item.table)
+                cursor = await db.execute(
+                    f"UPDATE {item.table} SET kek_id = ?, wrapped_dek = ? WHERE pk = ? AND kek_id = ? AND wrapped_dek = ?",
+                    (blob.kek_id, blob.wrapped_dek, item.row_id, item.blob.kek_id, item.blob.wrapped_dek),
+                )
+                changed += cursor.rowcount
+            return changed
+
+        return await self._write(job)
+
+    # -- backup -----------------------------------------------------------------------------
+
+    async def backup(self, path: str) -> None:
+        """A consistent copy made with SQLite's backup API while the server runs."""
+        target = Path(path)
+        if target.exists():
+            raise AlreadyExists(f"backup target {path!r} already exists; choose a new path")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
+        try:
+            async with aiosqlite.connect(target) as dest:
+                await self._reader.backup(dest)
+        except sqlite3.Error as exc:
+            target.unlink(missing_ok=True)
+            raise StorageError(f"backup failed: {exc}") from exc
+
+
+async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
+    db = await aiosqlite.connect(path, isolation_level=None)
+    await db.execute("PRAGMA journal_mode = WAL")
+    await db.execute("PRAGMA synchronous = FULL")
+    await db.execute("PRAGMA foreign_keys = ON")
+    await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    return db
+
+
+async def _insert_audit(db: aiosqlite.Connection, records: Sequence[AuditRecord]) -> None:
+    await db.executemany(
+        "INSERT INTO audit (time, room, actor, owner, secret_id, action, channel, outcome, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(r.time, r.room, r.actor, r.owner, r.secret_id, r.action, r.channel, r.outcome, r.detail) for r in records],
+    )
+
+
+async def _key_uses(db: aiosqlite.Connection, key_id: str) -> int:
+    row = await (
+        await db.execute(
+            "SELECT (SELECT count(*) FROM room_secret_versions WHERE kek_id = ?) + "
+            "(SELECT count(*) FROM project_secrets WHERE kek_id = ?)",
+            (key_id, key_id),
+        )
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _prefixed(prefix: str, cols: str) -> str:
+    return ", ".join(prefix + c.strip() for c in cols.split(","))
+
+
+def _secret_record(r: Sequence[Any]) -> SecretRecord:
+    return SecretRecord(
+        room=RoomName(r[0]),
+        owner=Identity(r[1]),
+        id=SecretId(r[2]),
+        delegated_to=Identity(r[3]) if r[3] else None,
+        type=r[4],
+        name=r[5],
+        kind=r[6],
+        version=r[7],
+        created_at=r[8],
+        updated_at=r[9],
+    )

@@ -1,0 +1,141 @@
+"""``/v1/admin/...``: project-level operations with an operator token."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from roomsvc.errors import InvalidRequest, NotFound
+from roomsvc.ids import parse_room
+from roomsvc.transport.http.auth import json_body, operator, opt_str
+from roomsvc.transport.http.keys import SERVICES
+
+PROJECT_KINDS = ("keys", "pull")
+
+
+async def create_room(request: web.Request) -> web.Response:
+    operator(request)
+    body = await json_body(request)
+    record = await request.app[SERVICES].rooms.create_room(parse_room(body.get("name")))
+    return web.json_response({"room": {"name": record.name, "created_at": record.created_at}}, status=201)
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    operator(request)
+    rooms = await request.app[SERVICES].rooms.list_rooms()
+    return web.json_response({"rooms": [{"name": r.name, "created_at": r.created_at} for r in rooms]})
+
+
+# -- project secrets -------------------------------------------------------------------------
+
+
+def _kind(request: web.Request) -> str:
+    kind = request.match_info["kind"]
+    if kind not in PROJECT_KINDS:
+        raise NotFound(f"no project secret type {kind!r}; use 'keys' or 'pull'")
+    return kind
+
+
+async def list_project_secrets(request: web.Request) -> web.Response:
+    kind = opt_str(request.query, "type")
+    if kind is not None and kind not in PROJECT_KINDS:
+        raise InvalidRequest("'type' must be 'keys' or 'pull'")
+    records = await request.app[SERVICES].project_secrets.list(operator(request), kind=kind)
+    return web.json_response({"secrets": [r.as_dict() for r in records]})
+
+
+async def put_project_secret(request: web.Request) -> web.Response:
+    principal = operator(request)
+    kind = _kind(request)
+    body = await json_body(request)
+    service = request.app[SERVICES].project_secrets
+    secret_id = request.match_info["secret_id"]
+    if kind == "keys":
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise InvalidRequest("'data' must be an object of KEY: VALUE strings")
+        record = await service.put_keys(principal, id=secret_id, data=data, name=opt_str(body, "name"))
+    else:
+        record = await service.put_pull(
+            principal, id=secret_id, server=body.get("server"), username=body.get("username"),
+            password=body.get("password"), email=opt_str(body, "email"), name=opt_str(body, "name"),
+        )
+    return web.json_response({"secret": record.as_dict()})
+
+
+async def delete_project_secret(request: web.Request) -> web.Response:
+    kind = _kind(request)
+    await request.app[SERVICES].project_secrets.delete(operator(request), id=request.match_info["secret_id"], kind=kind)
+    return web.json_response({"deleted": request.match_info["secret_id"]})
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+
+async def key_status(request: web.Request) -> web.Response:
+    operator(request)
+    keys = await request.app[SERVICES].keys.status()
+    return web.json_response({"keys": [k.as_dict() for k in keys]})
+
+
+async def rotate_keys(request: web.Request) -> web.StreamResponse:
+    """Stream progress as JSON lines while the server keeps serving."""
+    principal = operator(request)
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
+    await response.prepare(request)
+
+    async def progress(done: int, total: int) -> None:
+        await response.write(json.dumps({"done": done, "total": total}).encode() + b"\n")
+
+    services = request.app[SERVICES]
+    try:
+        report = await services.keys.rotate(progress=progress)
+    except Exception as exc:  # the stream has started: report in-band
+        await response.write(json.dumps({"error": {"message": f"rotation failed: {type(exc).__name__}"}}).encode() + b"\n")
+        await services.auditor.record(principal, None, "keys.rotate", "admin", "error")
+        raise
+    await services.auditor.record(principal, None, "keys.rotate", "admin", "ok", report.new_key_id)
+    await response.write(
+        json.dumps({"key_id": report.new_key_id, "rewrapped": report.rewrapped, "failed": report.failed}).encode() + b"\n"
+    )
+    await response.write_eof()
+    return response
+
+
+async def retire_key(request: web.Request) -> web.Response:
+    principal = operator(request)
+    services = request.app[SERVICES]
+    await services.keys.retire(request.match_info["key_id"])
+    await services.auditor.record(principal, None, "keys.retire", "admin", "ok", request.match_info["key_id"])
+    return web.json_response({"retired": request.match_info["key_id"]})
+
+
+# -- audit and backup ----------------------------------------------------------------------------
+
+
+async def audit(request: web.Request) -> web.Response:
+    operator(request)
+    q = request.query
+    try:
+        since = float(q["since"]) if q.get("since") else None
+        limit = int(q.get("limit", "1000"))
+    except ValueError:
+        raise InvalidRequest("'since' is seconds since the epoch and 'limit' an integer") from None
+    records = await request.app[SERVICES].auditor.query(
+        room=opt_str(q, "room"), identity=opt_str(q, "identity"), since=since, limit=max(1, min(limit, 100000))
+    )
+    return web.json_response({"audit": [r.__dict__ for r in records]})
+
+
+async def backup(request: web.Request) -> web.Response:
+    principal = operator(request)
+    body: dict[str, Any] = await json_body(request)
+    path = body.get("path")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidRequest("'path' must be an absolute path on the server's machine")
+    services = request.app[SERVICES]
+    await services.backup(path)
+    await services.auditor.record(principal, None, "backup", "admin", "ok")
+    return web.json_response({"backup": path})

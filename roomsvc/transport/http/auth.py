@@ -1,0 +1,57 @@
+"""Who is calling an HTTP endpoint: the Bearer participant token."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from aiohttp import web
+
+from roomsvc.domain.principal import Principal
+from roomsvc.errors import InvalidRequest, PermissionDenied, Unauthenticated
+from roomsvc.transport.http.keys import SERVICES
+
+
+def caller(request: web.Request) -> Principal:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() != "bearer " or not header[7:].strip():
+        raise Unauthenticated("send a participant token as 'Authorization: Bearer <token>'")
+    return request.app[SERVICES].authenticate(header[7:].strip())
+
+
+def operator(request: web.Request) -> Principal:
+    principal = caller(request)
+    if not principal.is_operator:
+        raise PermissionDenied("this endpoint needs an operator token (roomsvc token --operator)")
+    return principal
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise InvalidRequest("send a JSON body with Content-Type: application/json")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return body
+
+
+def opt_str(source: Any, key: str) -> str | None:
+    value = source.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{key}' must be a string")
+    return value
+
+
+def decode_b64(value: Any, key: str) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{key}' must be base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"'{key}' is not valid base64") from None

@@ -1,0 +1,115 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at ``/v1/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from roomsvc import __version__
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_SECRET_META = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"}, "type": {"type": "string"}, "name": {"type": "string"},
+        "owner": {"type": "string"}, "delegated_to": {"type": ["string", "null"]},
+        "kind": {"type": "string", "enum": ["plain", "oauth"]}, "version": {"type": "integer"},
+        "created_at": {"type": "number"}, "updated_at": {"type": "number"},
+    },
+}
+_ADDRESS_QUERY = [
+    {"name": "delegated_to", "in": "query", "schema": {"type": "string"}},
+    {"name": "for_identity", "in": "query", "schema": {"type": "string"}, "description": "needs the admin API grant"},
+]
+_ROOM = {"name": "room", "in": "path", "required": True, "schema": {"type": "string"}}
+_SID = {"name": "secret_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _op(summary: str, ok: dict[str, Any], *, params: list[dict[str, Any]] | None = None, body: dict[str, Any] | None = None,
+        tag: str = "room secrets") -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "tags": [tag],
+        "parameters": params or [],
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": ok}}},
+            "default": {"description": "an error (see docs/protocol.md)", "content": {"application/json": {"schema": _ERROR}}},
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def openapi_document(server_url: str) -> dict[str, Any]:
+    obj = lambda **props: {"type": "object", "properties": props}  # noqa: E731
+    secret_body = obj(
+        value_base64={"type": "string", "contentEncoding": "base64"}, text={"type": "string"},
+        type={"type": "string"}, name={"type": "string"}, delegated_to={"type": "string"},
+        for_identity={"type": "string"}, expected_version={"type": "integer", "minimum": 0},
+    )
+    admin = "admin"
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "roomsvc", "version": __version__,
+                 "description": "Rooms for people and agents, with a credential vault. Websocket protocols: docs/protocol.md."},
+        "servers": [{"url": server_url}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/healthz": {"get": {**_op("liveness", obj(status={"type": "string"}), tag="operations"), "security": []}},
+            "/readyz": {"get": {**_op("readiness", obj(status={"type": "string"}), tag="operations"), "security": []}},
+            "/v1/rooms/{room}/secrets": {
+                "get": _op("list the caller's secrets (metadata only)", obj(secrets={"type": "array", "items": _SECRET_META}),
+                           params=[_ROOM, _ADDRESS_QUERY[1]]),
+            },
+            "/v1/rooms/{room}/secrets/{secret_id}": {
+                "put": _op("set a secret (upsert; new version)", obj(secret=_SECRET_META), params=[_ROOM, _SID], body=secret_body),
+                "get": _op("read a secret", obj(secret=_SECRET_META, value_base64={"type": "string"}), params=[_ROOM, _SID, *_ADDRESS_QUERY]),
+                "delete": _op("delete a secret and all its versions", obj(deleted={"type": "string"}), params=[_ROOM, _SID, *_ADDRESS_QUERY]),
+            },
+            "/v1/rooms/{room}/secrets/{secret_id}/exists": {
+                "get": _op("does the secret exist", obj(exists={"type": "boolean"}), params=[_ROOM, _SID, *_ADDRESS_QUERY]),
+            },
+            "/v1/rooms/{room}/secrets/{secret_id}/versions": {
+                "get": _op("list kept versions", obj(versions={"type": "array"}), params=[_ROOM, _SID, *_ADDRESS_QUERY]),
+            },
+            "/v1/admin/rooms": {
+                "get": _op("list rooms", obj(rooms={"type": "array"}), tag=admin),
+                "post": _op("create a room", obj(room={"type": "object"}), body=obj(name={"type": "string"}), tag=admin),
+            },
+            "/v1/admin/secrets": {
+                "get": _op("list project secrets (metadata only)", obj(secrets={"type": "array"}),
+                           params=[{"name": "type", "in": "query", "schema": {"enum": ["keys", "pull"]}}], tag=admin),
+            },
+            "/v1/admin/secrets/keys/{secret_id}": {
+                "put": _op("set a keys secret", obj(secret={"type": "object"}), params=[_SID],
+                           body=obj(name={"type": "string"}, data={"type": "object", "additionalProperties": {"type": "string"}}), tag=admin),
+                "delete": _op("delete a keys secret", obj(deleted={"type": "string"}), params=[_SID], tag=admin),
+            },
+            "/v1/admin/secrets/pull/{secret_id}": {
+                "put": _op("set an image pull secret", obj(secret={"type": "object"}), params=[_SID],
+                           body=obj(server={"type": "string"}, username={"type": "string"}, password={"type": "string"},
+                                    email={"type": "string"}, name={"type": "string"}), tag=admin),
+                "delete": _op("delete an image pull secret", obj(deleted={"type": "string"}), params=[_SID], tag=admin),
+            },
+            "/v1/admin/keys": {"get": _op("key-encryption keys and their use", obj(keys={"type": "array"}), tag=admin)},
+            "/v1/admin/keys/rotate": {"post": {**_op("add a key and re-wrap every data key (NDJSON progress)", obj(), tag=admin)}},
+            "/v1/admin/keys/{key_id}": {
+                "delete": _op("retire a key nothing uses", obj(retired={"type": "string"}),
+                              params=[{"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}], tag=admin),
+            },
+            "/v1/admin/audit": {
+                "get": _op("audit log", obj(audit={"type": "array"}), tag=admin, params=[
+                    {"name": "room", "in": "query", "schema": {"type": "string"}},
+                    {"name": "identity", "in": "query", "schema": {"type": "string"}},
+                    {"name": "since", "in": "query", "schema": {"type": "number"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                ]),
+            },
+            "/v1/admin/backup": {"post": _op("consistent database copy", obj(backup={"type": "string"}),
+                                             body=obj(path={"type": "string"}), tag=admin)},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": {"Error": obj(error=obj(code={"type": "integer"}, name={"type": "string"}, message={"type": "string"}))},
+        },
+    }

@@ -1,0 +1,33 @@
+"""The route table, nothing else."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from roomsvc.transport.http import admin_api, ops_api, secrets_api
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", ops_api.healthz)
+    app.router.add_get("/readyz", ops_api.readyz)
+    app.router.add_get("/metrics", ops_api.metrics)
+    app.router.add_get("/v1/openapi.json", ops_api.openapi)
+
+    room_secret = "/v1/rooms/{room}/secrets/{secret_id}"
+    app.router.add_get("/v1/rooms/{room}/secrets", secrets_api.list_secrets)
+    app.router.add_put(room_secret, secrets_api.put_secret)
+    app.router.add_get(room_secret, secrets_api.get_secret)
+    app.router.add_delete(room_secret, secrets_api.delete_secret)
+    app.router.add_get(room_secret + "/exists", secrets_api.secret_exists)
+    app.router.add_get(room_secret + "/versions", secrets_api.secret_versions)
+
+    app.router.add_get("/v1/admin/rooms", admin_api.list_rooms)
+    app.router.add_post("/v1/admin/rooms", admin_api.create_room)
+    app.router.add_get("/v1/admin/secrets", admin_api.list_project_secrets)
+    app.router.add_put("/v1/admin/secrets/{kind}/{secret_id}", admin_api.put_project_secret)
+    app.router.add_delete("/v1/admin/secrets/{kind}/{secret_id}", admin_api.delete_project_secret)
+    app.router.add_get("/v1/admin/keys", admin_api.key_status)
+    app.router.add_post("/v1/admin/keys/rotate", admin_api.rotate_keys)
+    app.router.add_delete("/v1/admin/keys/{key_id}", admin_api.retire_key)
+    app.router.add_get("/v1/admin/audit", admin_api.audit)
+    app.router.add_post("/v1/admin/backup", admin_api.backup)

@@ -1,0 +1,1 @@
+"""Websocket plumbing shared by the native and MeshAgent-compatible protocols."""

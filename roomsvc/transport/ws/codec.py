@@ -1,0 +1,131 @@
+"""The native protocol's JSON codec: strict parsing in, frames out.
+
+Incoming text frames must hold one JSON object with a string ``type``; duplicate keys,
+NaN/Infinity and nesting deeper than :data:`MAX_DEPTH` are refused, so two parsers can
+never read one message differently.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from roomsvc.domain.events import (
+    CallReceived,
+    MessageReceived,
+    Notice,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantUpdated,
+    RoomEvent,
+)
+from roomsvc.errors import InvalidRequest
+
+MAX_DEPTH = 32
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise InvalidRequest(f"duplicate key {key[:40]!r} in message")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise InvalidRequest(f"{name} is not valid JSON")
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        raise InvalidRequest(f"message nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for v in value.values():
+            _depth(v, level + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _depth(v, level + 1)
+    return level
+
+
+def decode(text: str) -> dict[str, Any]:
+    """Parse one client message.
+
+    Raises:
+        InvalidRequest: not JSON, not an object, or no string ``type``.
+    """
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise InvalidRequest(f"message nests deeper than {MAX_DEPTH} levels") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("a message must be a JSON object")
+    _depth(value)
+    kind = value.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise InvalidRequest("a message needs a string 'type'")
+    request_id = value.get("id")
+    if request_id is not None and not isinstance(request_id, (str, int)):
+        raise InvalidRequest("'id' must be a string or an integer")
+    data = value.get("data", {})
+    if not isinstance(data, dict):
+        raise InvalidRequest("'data' must be an object")
+    return value
+
+
+def encode(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def b64(data: bytes | None) -> str | None:
+    return base64.b64encode(data).decode() if data is not None else None
+
+
+def unb64(value: Any, field: str, *, limit: int) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{field}' must be base64 text")
+    if len(value) > (limit * 4) // 3 + 8:
+        raise InvalidRequest(f"'{field}' is larger than {limit} bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"'{field}' is not valid base64") from None
+
+
+def event_frame(event: RoomEvent) -> dict[str, Any] | None:
+    """A room event as a native push (``{"type": ..., "data": {...}}``)."""
+    if isinstance(event, ParticipantJoined):
+        return {"type": "participant.joined", "data": event.participant.as_dict()}
+    if isinstance(event, ParticipantLeft):
+        return {"type": "participant.left", "data": event.participant.as_dict()}
+    if isinstance(event, ParticipantUpdated):
+        return {"type": "participant.updated", "data": event.participant.as_dict()}
+    if isinstance(event, MessageReceived):
+        return {
+            "type": "message",
+            "data": {
+                "from": event.sender.as_dict(),
+                "message_type": event.message_type,
+                "body": event.body,
+                "attachment": b64(event.attachment),
+                "broadcast": event.broadcast,
+            },
+        }
+    if isinstance(event, CallReceived):
+        return {
+            "type": "call",
+            "data": {"call_id": event.call_id, "from": event.sender.as_dict(), "method": event.method, "body": event.body},
+        }
+    if isinstance(event, Notice):
+        data = dict(event.data)
+        if event.attachment is not None:
+            data["attachment"] = b64(event.attachment)
+        return {"type": event.kind, "data": data}
+    return None
