@@ -23,7 +23,7 @@ from roomsvc.domain.secrets import SecretService
 from roomsvc.domain.services import Services, WsLimits
 from roomsvc.storage.sqlite.store import SqliteStore, database_exists
 from roomsvc.transport.http.keys import CONNECTIONS, METRICS, READY, SERVICES
-from roomsvc.transport.http.middleware import errors_middleware
+from roomsvc.transport.http.middleware import AccessLogger, errors_middleware
 from roomsvc.transport.http.routes import add_routes
 from roomsvc.transport.metrics import Metrics
 from roomsvc.transport.ws.native import NativeHandler
@@ -145,3 +145,21 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
     app.on_shutdown.append(close_connections)
     app.on_cleanup.append(close_store)
     return app
+
+
+async def start_site(app: web.Application, runtime: Runtime) -> web.AppRunner:
+    """Listen on the configured address; records the bound port (port 0 = any free one)."""
+    settings = runtime.settings
+    runner = web.AppRunner(
+        app,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger("roomsvc.access") if settings.server.access_log else None,
+        shutdown_timeout=settings.server.shutdown_timeout,
+        handle_signals=False,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
+    await site.start()
+    addresses = runner.addresses
+    runtime.bound_port = addresses[0][1] if addresses else settings.server.port
+    return runner

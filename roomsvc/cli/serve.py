@@ -7,12 +7,9 @@ import logging
 import signal
 import sys
 
-from aiohttp import web
-
 from roomsvc import __version__
-from roomsvc.app import Runtime, build_app, open_runtime
+from roomsvc.app import Runtime, build_app, open_runtime, start_site
 from roomsvc.config import Settings, check_serving
-from roomsvc.transport.http.middleware import AccessLogger
 
 log = logging.getLogger("roomsvc")
 
@@ -21,19 +18,7 @@ async def serve(settings: Settings, *, extra=None) -> int:
     check_serving(settings)
     runtime = await open_runtime(settings)
     _announce_modes(settings, runtime)
-    app = build_app(runtime, extra=extra)
-    runner = web.AppRunner(
-        app,
-        access_log_class=AccessLogger,
-        access_log=logging.getLogger("roomsvc.access") if settings.server.access_log else None,
-        shutdown_timeout=settings.server.shutdown_timeout,
-        handle_signals=False,
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
-    await site.start()
-    sockets = runner.addresses
-    runtime.bound_port = sockets[0][1] if sockets else settings.server.port
+    runner = await start_site(build_app(runtime, extra=extra), runtime)
     _print_banner(settings, runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

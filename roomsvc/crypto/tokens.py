@@ -105,6 +105,10 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise Unauthenticated("invalid token claims") from None
         exp = claims.get("exp")
+        for name in ("exp", "iat", "nbf"):
+            value = claims.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise Unauthenticated(f"invalid token claims: '{name}' must be a number")
         if exp is not None and exp - self._clock.now() > self._max_ttl + self._leeway:
             raise Unauthenticated("token lifetime exceeds tokens.max_ttl")
         return claims

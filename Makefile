@@ -1,0 +1,6 @@
+# The two commands a newcomer needs; both set themselves up.
+.PHONY: run test
+run:  ## start the server on its embedded default (SQLite in ./data, development mode)
+	scripts/run
+test: ## run the whole test suite (creates .venv, .venv313 and the npm test peers)
+	scripts/test

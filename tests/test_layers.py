@@ -1,0 +1,78 @@
+"""The dependency rules of STYLE.md, checked on the import graph (AST, no imports run)."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "roomsvc"
+STDLIB = set(sys.stdlib_module_names)
+
+#: third-party library -> where it may be imported
+CONFINED = {
+    "aiohttp": ("transport/", "app.py", "integrations/"),
+    "aiosqlite": ("storage/sqlite/",),
+    "asyncpg": ("storage/postgres/",),
+    "redis": ("storage/redis/", "integrations/"),
+    "cryptography": ("crypto/",),
+    "jwt": ("crypto/tokens.py",),
+    "authlib": ("integrations/",),
+    "prometheus_client": ("transport/metrics.py",),
+}
+
+
+def modules() -> list[tuple[str, set[str], ast.Module]]:
+    out = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).as_posix()
+        tree = ast.parse(path.read_text(), rel)
+        names: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+        out.append((rel, names, tree))
+    return out
+
+
+def test_domain_imports_only_the_standard_library_and_core_modules() -> None:
+    allowed = ("roomsvc.errors", "roomsvc.ids", "roomsvc.clock", "roomsvc.domain")
+    for rel, names, _ in modules():
+        if not rel.startswith("domain/"):
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            assert top in STDLIB or name.startswith(allowed), f"{rel} imports {name}"
+
+
+def test_layers_point_inwards() -> None:
+    forbidden = {
+        "storage/": ("roomsvc.transport", "roomsvc.app", "roomsvc.cli"),
+        "crypto/": ("roomsvc.transport", "roomsvc.app", "roomsvc.cli"),
+        "integrations/": ("roomsvc.transport", "roomsvc.app", "roomsvc.cli"),
+        "transport/": ("roomsvc.storage", "roomsvc.crypto", "roomsvc.integrations", "roomsvc.app", "roomsvc.cli"),
+    }
+    for rel, names, _ in modules():
+        for prefix, banned in forbidden.items():
+            if rel.startswith(prefix):
+                bad = [n for n in names if n.startswith(banned)]
+                assert not bad, f"{rel} imports {bad}"
+
+
+def test_each_third_party_library_lives_in_one_place() -> None:
+    for rel, names, _ in modules():
+        for name in names:
+            top = name.split(".")[0]
+            if top in CONFINED:
+                assert rel.startswith(CONFINED[top]), f"{rel} imports {top}; allowed only in {CONFINED[top]}"
+
+
+def test_only_config_reads_the_environment() -> None:
+    for rel, _, tree in modules():
+        if rel == "config.py":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv"} and getattr(node.value, "id", "") == "os":
+                raise AssertionError(f"{rel}:{node.lineno} reads os.{node.attr}; read settings in roomsvc/config.py")
