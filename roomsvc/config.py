@@ -94,6 +94,49 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class OAuthSettings:
+    #: URL prefixes (``*`` = prefix wildcard) an inline client config's authorization
+    #: and token endpoints must match; empty = inline configs are refused
+    inline_endpoints: tuple[str, ...] = ()
+    #: refresh a stored access token when it expires within this many seconds
+    refresh_margin: float = 60.0
+    #: lifetime assumed for an access token whose response has no expires_in (and no JWT exp)
+    assumed_token_lifetime: float = 3600.0
+    #: how long the state of an opened start link stays valid
+    state_ttl: float = 600.0
+    #: default timeout of request_oauth_token / request_secret
+    flow_timeout: float = 300.0
+    #: longest timeout a request may ask for
+    max_flow_timeout: float = 3600.0
+    #: consent requests one identity may have waiting at once
+    max_pending_per_identity: int = 8
+    #: outbound calls to providers: connect and total timeouts, largest response accepted
+    http_connect_timeout: float = 5.0
+    http_timeout: float = 15.0
+    max_response_size: int = 65536
+    #: how long discovered provider metadata is cached
+    discovery_ttl: float = 3600.0
+    #: retries of a refresh after a transient provider error, and the first backoff delay
+    refresh_retries: int = 3
+    refresh_backoff: float = 0.5
+    #: where connector definitions (*.toml) are read from at start-up
+    connectors_dir: str = "config/connectors"
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """The toolkit sidecar proxy (``roomsvc toolkit proxy``)."""
+
+    #: outbound connect timeout and total time allowed for one upstream exchange
+    connect_timeout: float = 10.0
+    timeout: float = 300.0
+    #: resolved headers are re-fetched after this long, to pick up rotated secrets
+    cache_ttl: float = 30.0
+    #: ... and this long before an OAuth credential they use expires
+    refresh_margin: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
@@ -102,6 +145,8 @@ class Settings:
     websocket: WebsocketSettings = field(default_factory=WebsocketSettings)
     secrets: SecretSettings = field(default_factory=SecretSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    oauth: OAuthSettings = field(default_factory=OAuthSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
 
     # -- derived values -------------------------------------------------------------
 
@@ -210,6 +255,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
     kind = type(default)
+    if kind is tuple:
+        # a TOML list of strings, or a comma-separated string from the environment
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(key, f"expected a list of strings, got {value!r}")
+        return tuple(i.strip() for i in items if i.strip())
     try:
         if kind is bool:
             if isinstance(value, bool):
@@ -243,10 +294,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError("server.port", "must be between 0 and 65535")
     if s.websocket.max_message_size < 1024:
         raise ConfigError("websocket.max_message_size", "must be at least 1024 (0 would turn the limit off)")
-    if s.websocket.max_message_size < s.secrets.max_value_size + 1024:
+    # values travel base64-encoded (4 characters per 3 bytes) inside a JSON message
+    if s.websocket.max_message_size < -(-s.secrets.max_value_size // 3) * 4 + 1024:
         raise ConfigError(
             "websocket.max_message_size",
-            "must exceed secrets.max_value_size by at least 1024 so a maximal secret fits in a message",
+            "must exceed secrets.max_value_size in base64 (4/3 of it) by at least 1024 so a maximal secret fits in a message",
         )
     for key, value in (
         ("websocket.outbound_queue", s.websocket.outbound_queue),
@@ -258,6 +310,16 @@ def _validate(s: Settings) -> None:
     ):
         if value < 1:
             raise ConfigError(key, "must be at least 1")
+    for key, value in (("oauth.state_ttl", s.oauth.state_ttl), ("oauth.flow_timeout", s.oauth.flow_timeout),
+                       ("oauth.http_timeout", s.oauth.http_timeout), ("oauth.max_response_size", s.oauth.max_response_size)):
+        if value <= 0:
+            raise ConfigError(key, "must be above 0")
+    if s.oauth.flow_timeout > s.oauth.max_flow_timeout:
+        raise ConfigError("oauth.flow_timeout", "must not exceed oauth.max_flow_timeout")
+    for entry in s.oauth.inline_endpoints:
+        parts = urlsplit(entry.rstrip("*"))
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError("oauth.inline_endpoints", f"{entry[:80]!r} is not an absolute http(s) URL (prefix)")
     if s.server.public_url:
         parts = urlsplit(s.server.public_url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -289,6 +351,13 @@ def _url_host(host: str) -> str:
     if ":" in host and not host.startswith("["):
         return f"[{host}]"
     return host
+
+
+def environment() -> Mapping[str, str]:
+    """The process environment, for start-up loaders that name variables of their own
+    (a connector's ``client_secret_env``). The one place besides :func:`load_settings`
+    that touches ``os.environ``."""
+    return dict(os.environ)
 
 
 def redacted(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -12,11 +12,15 @@ looks on the wire (application code, HTTP status, websocket close code)::
     ├── AlreadyExists
     ├── Conflict                    compare-and-swap lost (expected version differs)
     ├── InvalidState                e.g. a credential needs re-authorization
-    │   └── Sealed                  the vault has no usable master key
+    │   ├── Sealed                  the vault has no usable master key
+    │   └── ReauthRequired          an OAuth grant is dead; its owner must consent again
     ├── DependencyMissing           a peer or provider that is needed is not there
     ├── OperationFailed             something failed on the way; safe to report
     │   ├── StorageError            the database refused or is unavailable
-    │   └── DecryptionFailed        a stored ciphertext does not open (tamper, move)
+    │   ├── DecryptionFailed        a stored ciphertext does not open (tamper, move)
+    │   └── OAuthError              an OAuth provider refused a step or answered badly
+    │       └── ProviderUnavailable transient: timeout, 5xx, 429, connection failure
+    ├── Rejected                    the participant asked declined (reject, access_denied)
     ├── Timeout
     └── Overloaded                  a bounded resource is full; retry later
         └── TooManyConnections      the per-identity connection cap is reached
@@ -92,6 +96,29 @@ class StorageError(OperationFailed):
 
 class DecryptionFailed(OperationFailed):
     name = "decryption_failed"
+
+
+class ReauthRequired(InvalidState):
+    name = "reauth_required"
+
+
+class OAuthError(OperationFailed):
+    """An OAuth step failed at the provider. ``error`` is the provider's RFC 6749 error
+    code when it sent one (``invalid_grant``, ...); never a token or a response body."""
+
+    name = "oauth_error"
+
+    def __init__(self, message: str = "", *, error: str = "") -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class ProviderUnavailable(OAuthError):
+    name = "provider_unavailable"
+
+
+class Rejected(RoomsvcError):
+    name = "rejected"
 
 
 class Timeout(RoomsvcError):

@@ -9,13 +9,13 @@ import time
 import jwt
 import pytest
 
-from roomsvc.clock import FakeClock
+from roomsvc.clock import SystemClock
 from roomsvc.crypto.keys import api_key_for, keyring_from_api_key, new_signing_keyring
 from roomsvc.crypto.tokens import SigningKey, SigningKeyring, TokenVerifier, mint
 from roomsvc.domain.principal import build_claims, principal_from_claims
 from roomsvc.errors import InvalidRequest, PermissionDenied, Unauthenticated
 
-CLOCK = FakeClock(start=time.time())
+CLOCK = SystemClock()
 KEYRING = new_signing_keyring()
 OTHER = new_signing_keyring()
 

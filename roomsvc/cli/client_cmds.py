@@ -215,6 +215,10 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
             else:
                 final = line
         bar.finish()
+        if "key_id" not in final:
+            print("error: the server ended the rotation stream without a result; check `roomsvc keys status` "
+                  "and the server log, then run the command again", file=sys.stderr)
+            return 1
         print(f"new active key {final.get('key_id')}: {final.get('rewrapped', 0)} data keys re-wrapped, {final.get('failed', 0)} failed")
         if final.get("failed"):
             print("some data keys could not be re-wrapped (see the server log); the old key is still needed", file=sys.stderr)

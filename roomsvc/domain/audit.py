@@ -33,10 +33,11 @@ class Auditor:
         actor = caller.identity if isinstance(caller, Principal) else caller
         return AuditRecord(
             time=self._clock.now(),
-            room=getattr(place, "room", None),
+            room=_short(getattr(place, "room", None)),
             actor=actor,
-            owner=getattr(place, "owner", None),
-            secret_id=getattr(place, "id", None),
+            owner=_short(getattr(place, "owner", None)),
+            # a denial is recorded before the id is validated: keep what a caller sent short
+            secret_id=_short(getattr(place, "id", None)),
             action=action,
             channel=channel,
             outcome=outcome,
@@ -52,3 +53,7 @@ class Auditor:
         self, *, room: str | None = None, identity: str | None = None, since: float | None = None, limit: int = 1000
     ) -> list[AuditRecord]:
         return await self._repo.query(room=room, identity=identity, since=since, limit=limit)
+
+
+def _short(value: str | None, limit: int = 256) -> str | None:
+    return value if value is None or len(value) <= limit else value[:limit] + "..."

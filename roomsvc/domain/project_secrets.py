@@ -48,14 +48,28 @@ def project_aad(record: ProjectSecretRecord) -> bytes:
 
 
 def parse_pairs(text: str) -> dict[str, str]:
-    """``"K1=v1 K2=v2"`` (space separated, as MeshAgent's CLI takes them) into a dict."""
+    """``"K1=v1 K2=v2"`` (space separated, as MeshAgent's CLI takes them) into a dict.
+
+    Raises:
+        InvalidRequest: an item has no ``=``. The item is not quoted back: a stray
+            space inside a value (``K=a b``) would otherwise print part of the value.
+    """
     pairs: dict[str, str] = {}
-    for item in text.split():
+    for number, item in enumerate(text.split(), start=1):
         key, sep, value = item.partition("=")
         if not sep:
-            raise InvalidRequest(f"expected KEY=VALUE, got an item without '=' (key {key[:40]!r})")
+            raise InvalidRequest(f"expected KEY=VALUE pairs separated by spaces; item {number} has no '='")
         pairs[key] = value
     return pairs
+
+
+class KeysBag(dict[str, str]):
+    """The KEY=VALUE pairs of a keys secret, as a dict whose repr shows the keys only."""
+
+    def __repr__(self) -> str:
+        return f"KeysBag(keys={sorted(self)}, <values hidden>)"
+
+    __str__ = __repr__
 
 
 class ProjectSecretService:
@@ -67,6 +81,8 @@ class ProjectSecretService:
         self._max = max_value_size
 
     async def put_keys(self, caller: Principal, *, id: str, data: dict[str, str], name: str | None = None) -> ProjectSecretRecord:
+        """Create or replace a keys bag (operator only; a denial is audited)."""
+        await self._operator(caller, id, "set")
         if not isinstance(data, dict) or not data:
             raise InvalidRequest("a keys secret needs at least one KEY=VALUE pair")
         for key, value in data.items():
@@ -79,6 +95,8 @@ class ProjectSecretService:
     async def put_pull(
         self, caller: Principal, *, id: str, server: str, username: str, password: str, email: str | None = None, name: str | None = None
     ) -> ProjectSecretRecord:
+        """Create or replace an image pull secret (operator only; a denial is audited)."""
+        await self._operator(caller, id, "set")
         for field, value in (("server", server), ("username", username), ("password", password)):
             if not isinstance(value, str) or not value:
                 raise InvalidRequest(f"a pull secret needs a non-empty {field}")
@@ -92,18 +110,23 @@ class ProjectSecretService:
         return await self._store.list_project_secrets(kind)
 
     async def delete(self, caller: Principal, *, id: str, kind: str | None = None) -> None:
+        await self._operator(caller, id, "delete")
         id_ = parse_secret_id(id)
-        await self._operator(caller, id_, "delete")
         found = await self._store.get_project_secret(id_)
         if found is None or (kind and found[0].kind != kind):
+            await self._audit.record(caller, _Place(None, None, id_), "delete", "admin", "not_found", kind or "")
             raise NotFound(f"project secret {id_!r} not found")
         await self._store.delete_project_secret(id_, audit=self._audit.line(caller, _Place(None, None, id_), "delete", "admin", "ok"))
 
     # -- resolvers (called by the service runner, never by a client API) ---------------------
 
-    async def resolve_keys(self, id: str, *, service: str) -> dict[str, str]:
-        """The KEY=VALUE pairs of a ``container.secrets`` entry, for service ``service``."""
-        return await self._resolve(id, KIND_KEYS, service)
+    async def resolve_keys(self, id: str, *, service: str) -> KeysBag:
+        """The KEY=VALUE pairs of a ``container.secrets`` entry, for service ``service``.
+
+        Raises:
+            NotFound: no keys secret ``id``. DecryptionFailed: it does not open. Both audited.
+        """
+        return KeysBag(await self._resolve(id, KIND_KEYS, service))
 
     async def resolve_pull(self, id: str, *, service: str) -> PullCredentials:
         """The registry credentials of a ``container.pull_secret``, for pulling only."""
@@ -112,14 +135,14 @@ class ProjectSecretService:
 
     # -- internals -----------------------------------------------------------------------------
 
-    async def _operator(self, caller: Principal, id: str | None, action: str) -> None:
+    async def _operator(self, caller: Principal, id: object, action: str) -> None:
         if not caller.is_operator:
-            await self._audit.record(caller, _Place(None, None, id or "*"), action, "admin", "denied", "not an operator token")
+            shown = id[:256] if isinstance(id, str) and id else "*"
+            await self._audit.record(caller, _Place(None, None, shown), action, "admin", "denied", "not an operator token")
             raise PermissionDenied("project secrets need an operator token (admin API section, no room grant)")
 
     async def _put(self, caller: Principal, id: str, name: str | None, kind: str, payload: dict) -> ProjectSecretRecord:
         id_ = parse_secret_id(id)
-        await self._operator(caller, id_, "set")
         plaintext = json.dumps(payload).encode()
         if len(plaintext) > self._max:
             raise TooLarge(f"project secret is {len(plaintext)} bytes; the limit is {self._max}")
@@ -135,8 +158,9 @@ class ProjectSecretService:
         return await self._store.put_project_secret(record, blob, audit=self._audit.line(caller, _Place(None, None, id_), action, "admin", "ok", kind))
 
     async def _resolve(self, id: str, kind: str, service: str) -> dict:
-        place = _Place(None, None, id)
-        found = await self._store.get_project_secret(id)
+        id_ = parse_secret_id(id)
+        place = _Place(None, None, id_)
+        found = await self._store.get_project_secret(id_)
         if found is None or found[0].kind != kind:
             await self._audit.record(f"service:{service}", place, "use", "resolver", "not_found", kind)
             raise NotFound(f"project {kind} secret {id!r} not found")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Protocol
 
 from roomsvc.clock import Clock
 from roomsvc.domain.audit import Auditor
@@ -26,8 +27,10 @@ from roomsvc.errors import (
     Conflict,
     DecryptionFailed,
     InvalidRequest,
+    InvalidState,
     NotFound,
     PermissionDenied,
+    RoomsvcError,
     TooLarge,
 )
 from roomsvc.ids import Identity, RoomName, SecretBytes, SecretId, parse_identity, parse_room, parse_secret_id
@@ -44,6 +47,18 @@ def secret_aad(record: SecretRecord) -> bytes:
         ["roomsvc/room-secret/v1", record.kind, record.room, record.owner, record.id, record.delegated_to or "", record.version],
         separators=(",", ":"),
     ).encode()
+
+
+class OAuthHooks(Protocol):
+    """What the OAuth service does for credentials (kind ``oauth``) read or deleted here."""
+
+    async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> SecretBytes:
+        """The value a reader gets: the current access token only, never the refresh token."""
+        ...
+
+    async def oauth_deleted(self, record: SecretRecord, value: SecretBytes) -> None:
+        """Revoke the deleted credential's grant at the provider (RFC 7009), best effort."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,11 @@ class SecretService:
         self._clock = clock
         self.max_value_size = max_value_size
         self._max_versions = max_versions
+        self._oauth: OAuthHooks | None = None
+
+    def attach_oauth(self, hooks: OAuthHooks) -> None:
+        """Wired by the composition root once the OAuth service exists."""
+        self._oauth = hooks
 
     # -- public operations ---------------------------------------------------------------
 
@@ -126,7 +146,9 @@ class SecretService:
                     audit=self._audit.line(caller, addr, "create" if previous == 0 else "update", channel, "ok"),
                 )
             except Conflict:
+                # another write landed between our read and our commit
                 if expected_version is not None or attempt == 2:
+                    await self._audit.record(caller, addr, "set", channel, "conflict")
                     raise
         raise AssertionError("unreachable")
 
@@ -153,6 +175,17 @@ class SecretService:
         except DecryptionFailed:
             await self._audit.record(caller, _addr(record), action, channel, "decrypt_failed")
             raise
+        if record.kind == KIND_OAUTH:
+            # an OAuth credential reads as its current access token (refreshed when due)
+            if self._oauth is None:
+                raise InvalidState("OAuth credentials can only be read when the OAuth service is running")
+            try:
+                token = await self._oauth.oauth_value(record, SecretBytes(value))
+            except RoomsvcError as exc:
+                await self._audit.record(caller, _addr(record), action, channel, exc.name)
+                raise
+            await self._audit.record(caller, _addr(record), action, channel, "ok", "oauth access token")
+            return record, token
         await self._audit.record(caller, _addr(record), action, channel, "ok")
         return record, SecretBytes(value)
 
@@ -201,6 +234,13 @@ class SecretService:
         )
         if not deleted:
             raise NotFound(f"secret {addr.id!r} not found")
+        if current[0].kind == KIND_OAUTH and self._oauth is not None:
+            # the row is gone first; revoking the grant upstream is best effort
+            try:
+                value = SecretBytes(self._cipher.decrypt(current[1], secret_aad(current[0])))
+            except DecryptionFailed:
+                return current[0]
+            await self._oauth.oauth_deleted(current[0], value)
         return current[0]
 
     async def versions(
@@ -266,26 +306,28 @@ class SecretService:
         id_ = parse_secret_id(secret_id)
         delegate = parse_identity(delegated_to) if delegated_to else None
         found: tuple[SecretRecord, EncryptedBlob] | None = None
+        owner = caller.identity
         if for_identity and for_identity != caller.identity:
             owner = parse_identity(for_identity)
-            if delegate == caller.identity:
-                # a delegate naming the owner of what was delegated to it
-                found = await self._store.get_secret(room_, owner, id_, delegate)
-            else:
+            if delegate != caller.identity:
+                # anyone but the delegate itself needs the admin grant to name an owner
                 owner = await self._owner(caller, room_, for_identity, id_, action, channel)
-                found = await self._store.get_secret(room_, owner, id_, delegate)
+            found = await self._store.get_secret(room_, owner, id_, delegate)
         else:
             found = await self._store.get_secret(room_, caller.identity, id_, delegate)
             if found is None and delegate == caller.identity:
+                # a delegate that does not name the owner: find who delegated this id to it
                 candidates = await self._store.find_delegated(room_, id_, caller.identity)
                 if len(candidates) > 1:
+                    await self._audit.record(caller, Address(room_, caller.identity, id_, delegate), action, channel, "ambiguous")
                     raise InvalidRequest(
                         f"several identities delegated {id_!r} to you; name the owner with for_identity"
                     )
                 if candidates:
                     found = await self._store.get_secret(room_, candidates[0].owner, id_, delegate)
         if found is None:
-            await self._audit.record(caller, Address(room_, caller.identity, id_, delegate), action, channel, "not_found")
+            # the same answer whether it is missing or someone else's
+            await self._audit.record(caller, Address(room_, owner, id_, delegate), action, channel, "not_found")
             raise NotFound(f"secret {id_!r} not found")
         return found
 

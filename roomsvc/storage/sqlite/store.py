@@ -36,6 +36,9 @@ from roomsvc.ids import Identity, RoomName, SecretId
 from roomsvc.storage.migrate import latest_version, migrations, split_statements
 
 log = logging.getLogger("roomsvc.storage")
+# aiosqlite logs every call with its bound parameters at DEBUG (ciphertexts, wrapped
+# keys, identities): never let a debug log level turn that on
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 T = TypeVar("T")
 Job = Callable[[aiosqlite.Connection], Awaitable[Any]]
@@ -167,16 +170,21 @@ class SqliteStore:
                     outcomes.append((future, result, None))
             await db.execute("COMMIT")
             self.commits += 1
-        except sqlite3.Error as exc:
-            log.error("write batch of %d failed: %s", len(batch), exc)
+        except Exception as exc:  # noqa: BLE001 - the writer task must never die
+            # sqlite3 errors (disk full, I/O, a failed COMMIT) and anything else outside
+            # a job (e.g. the connection gone) fail the whole batch: nothing of it was
+            # committed, and every caller hears so instead of waiting forever. (sqlite3
+            # messages name constraints and files, never bound values.)
+            reason = str(exc) if isinstance(exc, sqlite3.Error) else type(exc).__name__
+            log.error("write batch of %d failed: %s", len(batch), reason)
             try:
                 await db.execute("ROLLBACK")
-            except sqlite3.Error:
+            except Exception:  # noqa: BLE001 - no transaction left to roll back
                 pass
-            error = StorageError("the database could not store this change; nothing was written")
-            error.__cause__ = exc
             for _, future in batch:
                 if not future.done():
+                    error = StorageError("the database could not store this change; nothing was written")
+                    error.__cause__ = exc
                     future.set_exception(error)
             return
         for future, result, exc in outcomes:
@@ -479,8 +487,12 @@ class SqliteStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
         try:
-            async with aiosqlite.connect(target) as dest:
-                await self._reader.backup(dest)
+            # a connection of its own, so reads are not held up while pages are copied;
+            # one step (all pages at once) copies a consistent snapshot while writes go
+            # on (WAL); the copy is then made a single self-contained file
+            async with aiosqlite.connect(self.path) as source, aiosqlite.connect(target) as dest:
+                await source.backup(dest)
+                await dest.execute("PRAGMA journal_mode = DELETE")
         except sqlite3.Error as exc:
             target.unlink(missing_ok=True)
             raise StorageError(f"backup failed: {exc}") from exc

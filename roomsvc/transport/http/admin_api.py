@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
 
 from roomsvc.errors import InvalidRequest, NotFound
 from roomsvc.ids import parse_room
-from roomsvc.transport.http.auth import json_body, operator, opt_str
+from roomsvc.transport.http.auth import caller, json_body, operator, opt_str
 from roomsvc.transport.http.keys import SERVICES
+
+log = logging.getLogger("roomsvc.http")
 
 PROJECT_KINDS = ("keys", "pull")
 
@@ -42,20 +46,19 @@ async def list_project_secrets(request: web.Request) -> web.Response:
     kind = opt_str(request.query, "type")
     if kind is not None and kind not in PROJECT_KINDS:
         raise InvalidRequest("'type' must be 'keys' or 'pull'")
-    records = await request.app[SERVICES].project_secrets.list(operator(request), kind=kind)
+    # the service checks the operator grant itself, so a denial is audited
+    records = await request.app[SERVICES].project_secrets.list(caller(request), kind=kind)
     return web.json_response({"secrets": [r.as_dict() for r in records]})
 
 
 async def put_project_secret(request: web.Request) -> web.Response:
-    principal = operator(request)
+    principal = caller(request)
     kind = _kind(request)
     body = await json_body(request)
     service = request.app[SERVICES].project_secrets
     secret_id = request.match_info["secret_id"]
     if kind == "keys":
         data = body.get("data")
-        if not isinstance(data, dict):
-            raise InvalidRequest("'data' must be an object of KEY: VALUE strings")
         record = await service.put_keys(principal, id=secret_id, data=data, name=opt_str(body, "name"))
     else:
         record = await service.put_pull(
@@ -67,7 +70,7 @@ async def put_project_secret(request: web.Request) -> web.Response:
 
 async def delete_project_secret(request: web.Request) -> web.Response:
     kind = _kind(request)
-    await request.app[SERVICES].project_secrets.delete(operator(request), id=request.match_info["secret_id"], kind=kind)
+    await request.app[SERVICES].project_secrets.delete(caller(request), id=request.match_info["secret_id"], kind=kind)
     return web.json_response({"deleted": request.match_info["secret_id"]})
 
 
@@ -81,26 +84,62 @@ async def key_status(request: web.Request) -> web.Response:
 
 
 async def rotate_keys(request: web.Request) -> web.StreamResponse:
-    """Stream progress as JSON lines while the server keeps serving."""
+    """Stream progress as JSON lines while the server keeps serving.
+
+    The server does the work: a client that goes away (Ctrl-C on ``roomsvc keys
+    rotate``) stops getting progress, not the rotation, which would otherwise stop
+    half-way with the old key still needed.
+    """
     principal = operator(request)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
     await response.prepare(request)
+    listening = True
+
+    async def send(line: dict[str, Any]) -> None:
+        nonlocal listening
+        if not listening:
+            return
+        try:
+            await response.write(json.dumps(line).encode() + b"\n")
+        except (ConnectionError, RuntimeError):
+            listening = False
 
     async def progress(done: int, total: int) -> None:
-        await response.write(json.dumps({"done": done, "total": total}).encode() + b"\n")
+        await send({"done": done, "total": total})
 
     services = request.app[SERVICES]
+
+    async def rotate_and_audit() -> Any:
+        try:
+            report = await services.keys.rotate(progress=progress)
+        except Exception as exc:
+            log.exception("key rotation failed")
+            await services.auditor.record(principal, None, "keys.rotate", "admin", "error", type(exc).__name__)
+            raise
+        await services.auditor.record(principal, None, "keys.rotate", "admin", "ok", report.new_key_id)
+        return report
+
+    # shielded: aiohttp may cancel the handler of a client that disconnects
+    rotation = asyncio.ensure_future(rotate_and_audit())
+    # if nobody awaits it any more, its failure is already logged and audited
+    rotation.add_done_callback(lambda task: task.cancelled() or task.exception())
     try:
-        report = await services.keys.rotate(progress=progress)
-    except Exception as exc:  # the stream has started: report in-band
-        await response.write(json.dumps({"error": {"message": f"rotation failed: {type(exc).__name__}"}}).encode() + b"\n")
-        await services.auditor.record(principal, None, "keys.rotate", "admin", "error")
+        report = await asyncio.shield(rotation)
+    except asyncio.CancelledError:
+        listening = False
         raise
-    await services.auditor.record(principal, None, "keys.rotate", "admin", "ok", report.new_key_id)
-    await response.write(
-        json.dumps({"key_id": report.new_key_id, "rewrapped": report.rewrapped, "failed": report.failed}).encode() + b"\n"
-    )
-    await response.write_eof()
+    except Exception as exc:  # noqa: BLE001 - the stream has started: report in-band and end it
+        await send({"error": {"message": f"rotation failed: {type(exc).__name__}"}})
+        return await _end(response)
+    await send({"key_id": report.new_key_id, "rewrapped": report.rewrapped, "failed": report.failed})
+    return await _end(response)
+
+
+async def _end(response: web.StreamResponse) -> web.StreamResponse:
+    try:
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass
     return response
 
 

@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable
 
 from roomsvc.domain.rooms import Participant
 from roomsvc.domain.services import Services
-from roomsvc.errors import InvalidRequest, RoomsvcError
+from roomsvc.errors import InvalidRequest, Rejected, RoomsvcError
 from roomsvc.transport.ws import codec
 from roomsvc.transport.ws.connection import Connection
 
@@ -117,13 +117,9 @@ async def call_reply(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         message = error.get("message") if isinstance(error, dict) else error
         if not isinstance(message, str):
             raise InvalidRequest("'error' must be a string or {'message': ...}")
-        failure = _CalleeError(message[:500])
+        failure = Rejected(message[:500])
     ctx.services.rooms.answer(ctx.participant, _str(data, "call_id"), body=data.get("body"), error=failure)
     return {}
-
-
-class _CalleeError(RoomsvcError):
-    name = "rejected"
 
 
 # -- room secrets -----------------------------------------------------------------------------
@@ -137,7 +133,10 @@ def _value(ctx: Context, data: dict[str, Any]) -> bytes:
         if not isinstance(data["text"], str):
             raise InvalidRequest("'text' must be a string")
         return data["text"].encode()
-    value = codec.unb64(data["value"], "value", limit=ctx.services.secrets.max_value_size + 1)
+    # bounded only by the message size the socket already accepted: the service
+    # decides about the value's size, so an oversized one gets the typed too_large
+    # error (and an audit line) like on every other channel
+    value = codec.unb64(data["value"], "value", limit=ctx.services.ws.max_message_size)
     assert value is not None
     return value
 
