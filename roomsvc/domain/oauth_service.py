@@ -1,0 +1,247 @@
+"""OAuth tokens for participants: the service transports and the vault talk to.
+
+A participant (the requester) asks for a token for a connector or an inline config
+from participant P. A stored, usable credential whose consent (by P) covers the
+requester is returned at once, refreshed first when due; otherwise P is asked again
+(:mod:`roomsvc.domain.oauth_consent`). The credential is a room secret of kind
+``oauth`` owned by P or by ``delegate_to`` (:mod:`roomsvc.domain.oauth_credentials`);
+refreshes are single-flight (:mod:`roomsvc.domain.oauth_refresh`).
+
+This service also fills three hooks: :class:`~roomsvc.domain.secrets.OAuthHooks`
+(reading a credential gives its access token; deleting it revokes the grant) and the
+``AccessTokens`` port of header injection. See docs/oauth.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Mapping
+
+from roomsvc.clock import Clock
+from roomsvc.domain.audit import Auditor
+from roomsvc.domain.events import Notice
+from roomsvc.domain.oauth_clients import ClientSecrets, ProjectSecretResolver
+from roomsvc.domain.oauth_connectors import (
+    ClientConfig,
+    check_grant,
+    check_inline_allowed,
+    narrow,
+    parse_connector_name,
+    parse_inline_config,
+    parse_scopes,
+)
+from roomsvc.domain.oauth_consent import ConsentFlows, OAuthPolicy
+from roomsvc.domain.oauth_credentials import ACTIVE, OAuthCredential, TokenGrant, backoff_delays
+from roomsvc.domain.oauth_flows import BrowserStart, CallbackResult
+from roomsvc.domain.oauth_ports import FlowRepository, KeyedLock, OAuthProvider
+from roomsvc.domain.oauth_refresh import SYSTEM_IDENTITY, CredentialVault, Refresher, StoredCredential
+from roomsvc.domain.oauth_registry import ConnectorRegistry
+from roomsvc.domain.ports import Cipher, SecretRecord, SecretRepository
+from roomsvc.domain.principal import Principal
+from roomsvc.domain.rooms import Participant, RoomService
+from roomsvc.domain.secrets import Address, SecretService
+from roomsvc.errors import InvalidRequest, ReauthRequired, RoomsvcError
+from roomsvc.ids import RoomName, SecretBytes, SecretId, parse_identity
+
+log = logging.getLogger("roomsvc.oauth")
+
+NOTICE_REAUTH = "secrets.oauth_reauth_required"
+
+__all__ = ["OAuthPolicy", "OAuthService", "TokenGrant"]
+
+
+class OAuthService:
+    def __init__(
+        self,
+        *,
+        rooms: RoomService,
+        secrets: SecretService,
+        store: SecretRepository,
+        cipher: Cipher,
+        flows: FlowRepository,
+        provider: OAuthProvider,
+        registry: ConnectorRegistry,
+        lock: KeyedLock,
+        auditor: Auditor,
+        clock: Clock,
+        public_url: Callable[[], str],
+        policy: OAuthPolicy,
+        project_keys: ProjectSecretResolver | None = None,
+    ) -> None:
+        self._rooms = rooms
+        self._provider = provider
+        self.registry = registry
+        self._audit = auditor
+        self.policy = policy
+        self._vault = CredentialVault(store=store, cipher=cipher, secrets=secrets)
+        self._clients = ClientSecrets(registry, project_keys)
+        self.refresher = Refresher(
+            vault=self._vault, provider=provider, lock=lock, clock=clock, client_auth=self._clients.for_credential,
+            on_reauth=self._reauth_required, margin=policy.refresh_margin,
+            assumed_lifetime=policy.assumed_token_lifetime,
+            delays=backoff_delays(policy.refresh_retries, policy.refresh_backoff),
+        )
+        self.consent = ConsentFlows(
+            rooms=rooms, cipher=cipher, flows=flows, provider=provider, vault=self._vault, clients=self._clients,
+            auditor=auditor, clock=clock, public_url=public_url, policy=policy,
+        )
+
+    # -- tokens ---------------------------------------------------------------------------------
+
+    async def request_token(
+        self,
+        requester: Participant,
+        *,
+        from_participant_id: str,
+        connector: str | None = None,
+        oauth: Mapping[str, Any] | None = None,
+        delegate_to: str | None = None,
+        timeout: float | None = None,
+        redirect_uri: str | None = None,
+    ) -> TokenGrant:
+        """A token for the requester: a stored one P's consent covers, or a new consent by P.
+
+        Raises:
+            PermissionDenied: the secrets grant or the inline allow-list refuses the client.
+            NotFound: no such connector or participant.
+            Timeout: P did not complete the consent in time.
+            Rejected: P (or the person at the provider) declined.
+            OAuthError: the provider refused the code exchange.
+        """
+        caller = requester.principal
+        caller.require_room(requester.room)
+        caller.require_api("secrets")
+        client = await self.client_for(caller, connector, oauth)
+        target = self._rooms.find(requester.room, from_participant_id)
+        owner = parse_identity(delegate_to) if delegate_to else target.identity
+        addr = Address(requester.room, owner, SecretId(client.credential_id), None)
+        wait = self._timeout(timeout)
+        grant = await self._stored_grant(addr, caller.identity, consenter=target.identity)
+        if grant is not None:
+            await self._audit.record(caller, addr, "oauth_token", "oauth", "ok", "stored credential")
+            return grant
+        return await self.consent.ask(requester, target, client, addr, wait, redirect_uri)
+
+    async def offline_token(
+        self,
+        caller: Principal,
+        room: str,
+        *,
+        connector: str | None = None,
+        oauth: Mapping[str, Any] | None = None,
+        delegated_to: str | None = None,
+        delegated_by: str | None = None,
+    ) -> TokenGrant | None:
+        """A usable stored token without asking anyone, or None. The credential is the
+        one owned by ``delegated_to``, else by ``delegated_by`` (the identity that
+        consented), else by the caller; its consent must cover the caller.
+
+        Raises:
+            ReauthRequired: the credential exists but its grant is dead.
+        """
+        caller.require_room(room)
+        caller.require_api("secrets")
+        client = await self.client_for(caller, connector, oauth)
+        owner = parse_identity(delegated_to or delegated_by or caller.identity)
+        addr = Address(RoomName(room), owner, SecretId(client.credential_id), None)
+        stored = await self._vault.load(addr)
+        if stored is None or not stored.credential.covers_identity(caller.identity, owner):
+            return None
+        fresh = await self.refresher.fresh(addr)
+        await self._audit.record(caller, addr, "oauth_token", "oauth", "ok", "offline")
+        return _grant(fresh)
+
+    async def client_for(self, caller: Principal, connector: str | None, oauth: Mapping[str, Any] | None) -> ClientConfig:
+        """The client a request names, after the inline allow-list and the caller's grant.
+        With a connector, an ``oauth.scopes`` list may narrow its scopes.
+
+        Raises:
+            InvalidRequest, NotFound, PermissionDenied.
+        """
+        if connector:
+            client = await self.registry.resolve(parse_connector_name(connector))
+            if isinstance(oauth, Mapping) and oauth.get("scopes"):
+                client = narrow(client, parse_scopes(oauth.get("scopes"), "oauth.scopes"))
+        elif oauth is not None:
+            client = parse_inline_config(oauth, insecure_ok=self.policy.insecure_ok)
+            check_inline_allowed(client, self.policy.inline_endpoints)
+        else:
+            raise InvalidRequest("name a 'connector' or give an inline 'oauth' client config")
+        check_grant(caller.api.get("secrets"), client.authorization_endpoint, client.client_id)
+        return client
+
+    async def _stored_grant(self, addr: Address, identity: str, *, consenter: str) -> TokenGrant | None:
+        stored = await self._vault.load(addr)
+        if stored is None:
+            return None
+        cred = stored.credential
+        if cred.status != ACTIVE or cred.consented_by != consenter or not cred.covers_identity(identity, addr.owner):
+            return None
+        try:
+            return _grant(await self.refresher.fresh(addr))
+        except ReauthRequired:
+            return None
+
+    def _timeout(self, timeout: float | None) -> float:
+        if timeout is None:
+            return self.policy.flow_timeout
+        limit = self.policy.max_flow_timeout
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= limit:
+            raise InvalidRequest(f"'timeout' must be a number of seconds in (0, {limit:g}]")
+        return float(timeout)
+
+    # -- answering consent requests (see ConsentFlows) -----------------------------------------------
+
+    async def open_start_link(self, ticket: str | None) -> BrowserStart:
+        return await self.consent.open_start_link(ticket)
+
+    async def complete_callback(self, params: Mapping[str, str], cookies: Mapping[str, str]) -> CallbackResult:
+        return await self.consent.complete_callback(params, cookies)
+
+    async def provide_authorization(self, participant: Participant, request_id: str, code: str) -> None:
+        await self.consent.provide_authorization(participant, request_id, code)
+
+    async def reject_authorization(self, participant: Participant, request_id: str, error: str | None) -> None:
+        await self.consent.reject_authorization(participant, request_id, error)
+
+    # -- hooks: SecretService reads and deletes, header injection, owner notices ------------------
+
+    async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> SecretBytes:
+        fresh = await self.refresher.fresh(Address(record.room, record.owner, record.id, None))
+        return SecretBytes(fresh.credential.access_token.encode())
+
+    async def oauth_deleted(self, record: SecretRecord, value: SecretBytes) -> None:
+        """Revoke the grant (RFC 7009): the refresh token, or the access token without one.
+        Best effort: the credential is already gone; a failure is logged and audited."""
+        cred = OAuthCredential.from_bytes(value.reveal())
+        if not cred.revocation_endpoint:
+            return
+        token, hint = (cred.refresh_token, "refresh_token") if cred.refresh_token else (cred.access_token, "access_token")
+        addr = Address(record.room, record.owner, record.id, None)
+        try:
+            auth = await self._clients.for_credential(cred)
+            await self._provider.revoke(cred.revocation_endpoint, auth, token=token, token_type_hint=hint)
+        except RoomsvcError as exc:
+            log.warning("revoking the deleted OAuth credential %s in %s failed: %s", record.id, record.room, exc.message)
+            await self._audit.record(SYSTEM_IDENTITY, addr, "oauth_revoke", "oauth", "failed", exc.name)
+            return
+        await self._audit.record(SYSTEM_IDENTITY, addr, "oauth_revoke", "oauth", "ok")
+
+    async def fresh_access_token(self, caller: Principal, record: SecretRecord, *, channel: str) -> Any:
+        """The :class:`roomsvc.domain.headers.AccessTokens` port (header injection)."""
+        from roomsvc.domain.headers import FreshToken
+
+        fresh = await self.refresher.fresh(Address(record.room, record.owner, record.id, None))
+        cred = fresh.credential
+        return FreshToken(cred.access_token, cred.expires_at, cred.allowed_hosts or None)
+
+    async def _reauth_required(self, stored: StoredCredential, reason: str) -> None:
+        addr, cred = stored.address, stored.credential
+        self._rooms.notify_identity(addr.room, addr.owner, Notice(NOTICE_REAUTH, {
+            "id": addr.id, "connector": cred.connector or None, "subject": cred.subject, "reason": reason,
+        }))
+        await self._audit.record(SYSTEM_IDENTITY, addr, "oauth_refresh", "oauth", "reauth_required", reason)
+
+
+def _grant(stored: StoredCredential) -> TokenGrant:
+    return TokenGrant.of(stored.credential, id=stored.address.id, owner=stored.address.owner, version=stored.version)

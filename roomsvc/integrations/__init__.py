@@ -1,0 +1,1 @@
+"""Adapters to services outside roomsvc (OAuth providers). Foreign exceptions stop here."""

@@ -1,0 +1,122 @@
+"""SQLite repository of OAuth flows (:class:`~roomsvc.domain.oauth_ports.FlowRepository`).
+
+It rides on :class:`~roomsvc.storage.sqlite.store.SqliteStore`: writes go through its
+group-commit writer, reads through its reader connection. Every state change is one
+conditional ``UPDATE ... WHERE status IN (...) [AND state_hash = ? AND
+state_expires_at > ?] RETURNING``, so a start ticket, a state or a code is consumed
+once even when requests race.
+
+Note: the verifier blobs here are not re-wrapped by key rotation (flows live minutes);
+a flow whose key is retired meanwhile fails and is asked again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Sequence
+
+import aiosqlite
+
+from roomsvc.domain.oauth_flows import MOVES, Flow, FlowStatus
+from roomsvc.domain.ports import EncryptedBlob
+from roomsvc.errors import AlreadyExists
+from roomsvc.storage.sqlite.store import SqliteStore
+
+_COLS = (
+    "id, room, mode, status, requester, requester_participant, consenter, consenter_participant, owner, "
+    "delegate_to, credential_id, client, redirect_uri, start_hash, state_hash, binding_hash, state_expires_at, "
+    "created_at, expires_at, error"
+)
+
+
+class SqliteFlowStore:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def create_flow(self, flow: Flow, secrets: EncryptedBlob, *, purge_before: float) -> None:
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute("DELETE FROM oauth_flows WHERE expires_at < ?", (purge_before,))
+            try:
+                await db.execute(
+                    f"INSERT INTO oauth_flows ({_COLS}, updated_at, kek_id, wrapped_dek, ciphertext) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        flow.id, flow.room, flow.mode, flow.status.value, flow.requester, flow.requester_participant,
+                        flow.consenter, flow.consenter_participant, flow.owner, flow.delegate_to, flow.credential_id,
+                        json.dumps(dict(flow.client)), flow.redirect_uri, flow.start_hash or None,
+                        flow.state_hash or None, flow.binding_hash or None, flow.state_expires_at, flow.created_at,
+                        flow.expires_at, flow.error, flow.created_at, secrets.kek_id, secrets.wrapped_dek,
+                        secrets.ciphertext,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise AlreadyExists("an OAuth flow with that id or ticket already exists") from exc
+
+        await self._store._write(job)
+
+    async def get_flow(
+        self, *, id: str | None = None, start_hash: str | None = None, state_hash: str | None = None
+    ) -> Flow | None:
+        (column, value), = [(c, v) for c, v in (("id", id), ("start_hash", start_hash), ("state_hash", state_hash)) if v]
+        rows = await self._store._read(f"SELECT {_COLS} FROM oauth_flows WHERE {column} = ?", (value,))
+        return _flow(rows[0]) if rows else None
+
+    async def move_flow(
+        self,
+        flow_id: str,
+        target: FlowStatus,
+        *,
+        now: float,
+        state_hash: str | None = None,
+        live: bool = False,
+        opened: tuple[str, str, float] | None = None,
+        error: str = "",
+    ) -> Flow | None:
+        sources = sorted(s.value for s in MOVES[target])
+        if not sources:
+            return None
+        sets = ["status = ?", "updated_at = ?"]
+        params: list[Any] = [target.value, now]
+        if opened is not None:
+            sets += ["state_hash = ?", "binding_hash = ?", "state_expires_at = ?", "start_hash = NULL"]
+            params += list(opened)
+        if error:
+            sets.append("error = ?")
+            params.append(error)
+        if target.terminal:
+            # the verifier is of no use any more: erase it
+            sets += ["kek_id = NULL", "wrapped_dek = NULL", "ciphertext = NULL"]
+        where = ["id = ?", f"status IN ({', '.join('?' * len(sources))})"]
+        params += [flow_id, *sources]
+        if state_hash is not None:
+            where += ["state_hash = ?", "state_expires_at > ?"]
+            params += [state_hash, now]
+        if live:
+            where.append("expires_at > ?")
+            params.append(now)
+        sql = f"UPDATE oauth_flows SET {', '.join(sets)} WHERE {' AND '.join(where)} RETURNING {_COLS}"
+
+        async def job(db: aiosqlite.Connection) -> Flow | None:
+            rows = list(await db.execute_fetchall(sql, params))
+            return _flow(rows[0]) if rows else None
+
+        result: Flow | None = await self._store._write(job)
+        return result
+
+    async def flow_secrets(self, flow_id: str) -> EncryptedBlob | None:
+        rows = await self._store._read(
+            "SELECT kek_id, wrapped_dek, ciphertext FROM oauth_flows WHERE id = ? AND ciphertext IS NOT NULL", (flow_id,)
+        )
+        if not rows:
+            return None
+        return EncryptedBlob(rows[0][0], bytes(rows[0][1]), bytes(rows[0][2]))
+
+
+def _flow(r: Sequence[Any]) -> Flow:
+    return Flow(
+        id=r[0], room=r[1], mode=r[2], status=FlowStatus(r[3]), requester=r[4], requester_participant=r[5],
+        consenter=r[6], consenter_participant=r[7], owner=r[8], delegate_to=r[9], credential_id=r[10],
+        client=json.loads(r[11]), redirect_uri=r[12], start_hash=r[13] or "", state_hash=r[14] or "",
+        binding_hash=r[15] or "", state_expires_at=r[16], created_at=r[17], expires_at=r[18], error=r[19],
+    )

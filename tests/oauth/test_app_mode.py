@@ -1,0 +1,113 @@
+"""The MeshAgent way, in process: the consenting participant's app gets the request and
+the PKCE challenge, runs the redirect itself (its own redirect_uri), and answers with
+provide_oauth_authorization(request_id, code). This is the domain API the MeshAgent
+adapter calls; here a participant with protocol "meshagent" stands in for it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, AsyncIterator
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+
+from roomsvc.app import Runtime, open_runtime
+from roomsvc.config import load_settings
+from roomsvc.domain.events import Notice, RoomEvent
+from roomsvc.domain.principal import Principal
+from roomsvc.errors import InvalidState, PermissionDenied, Rejected
+from roomsvc.ids import Identity, RoomName
+from tests.oauth.conftest import APP_REDIRECT, CLIENT_SECRET, OAuthEnv
+from tests.oauth.flows import query
+from tests.peers.oidc.flow_driver import drive_consent
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[RoomEvent] = asyncio.Queue()
+
+    def deliver(self, event: RoomEvent) -> None:
+        self.events.put_nowait(event)
+
+    async def notice(self, kind: str) -> Notice:
+        while True:
+            event = await asyncio.wait_for(self.events.get(), 10)
+            if isinstance(event, Notice) and event.kind == kind:
+                return event
+
+
+def principal(identity: str) -> Principal:
+    return Principal(identity=Identity(identity), room=RoomName("room1"), api=MappingProxyType({"secrets": {}}))
+
+
+@pytest.fixture
+async def runtime(oauth_env: OAuthEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Runtime]:
+    monkeypatch.setenv("OIDC_TEST_CLIENT_SECRET", CLIENT_SECRET)
+    settings = load_settings(environ={
+        "ROOMSVC_SERVER_DATA_DIR": str(tmp_path / "data"),
+        "ROOMSVC_SERVER_ALLOW_INSECURE_LOOPBACK": "1",
+        "ROOMSVC_OAUTH_CONNECTORS_DIR": str(oauth_env.connectors),
+    })
+    rt = await open_runtime(settings)
+    yield rt
+    await rt.store.close()
+    for close in rt.closers:
+        await close()
+
+
+def app_authorize_url(data: dict[str, Any], state: str) -> str:
+    """What the consenting app builds from the push (as MeshAgent's Powerboards does)."""
+    request = data["request"]
+    oauth = request["oauth"]
+    return oauth["authorization_endpoint"] + "?" + urlencode({
+        "response_type": "code", "client_id": oauth["client_id"], "redirect_uri": request["redirect_uri"],
+        "scope": " ".join(oauth["scopes"]), "state": state,
+        "code_challenge": data["challenge"], "code_challenge_method": "S256",
+    })
+
+
+async def test_the_consenting_app_answers_with_the_code(oauth_env: OAuthEnv, runtime: Runtime) -> None:
+    rooms, oauth = runtime.services.rooms, runtime.services.oauth
+    assert oauth is not None
+    agent = await rooms.join(principal("agent"), Sink())
+    app = Sink()
+    person = await rooms.join(principal("mona"), app, protocol="meshagent")
+    intruder = await rooms.join(principal("intruder"), Sink())
+    task = asyncio.create_task(oauth.request_token(
+        agent, from_participant_id=person.id, connector="oidc", redirect_uri=APP_REDIRECT, timeout=20,
+    ))
+    data = dict((await app.notice("secrets.request_oauth_token")).data)
+    assert "start_url" not in data and len(data["challenge"]) == 43
+    assert data["request"]["redirect_uri"] == APP_REDIRECT
+    assert "client_secret" not in data["request"]["oauth"]
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        callback = await drive_consent(browser, app_authorize_url(data, "app-state"), login="mona")
+    code = query(callback)["code"]
+    with pytest.raises(PermissionDenied):
+        await oauth.provide_authorization(intruder, data["request_id"], code)
+    await oauth.provide_authorization(person, data["request_id"], code)
+    grant = await task
+    assert grant.credential["owner"] == "mona" and grant.credential["subject"] == "mona"
+    assert (await oauth_env.userinfo(grant.access_token))[0] == 200
+    with pytest.raises(InvalidState):
+        await oauth.provide_authorization(person, data["request_id"], code)
+    assert "refresh_token" not in repr(grant) and grant.access_token not in repr(grant)
+
+
+async def test_the_consenting_app_can_reject(runtime: Runtime) -> None:
+    rooms, oauth = runtime.services.rooms, runtime.services.oauth
+    assert oauth is not None
+    agent = await rooms.join(principal("agent"), Sink())
+    app = Sink()
+    person = await rooms.join(principal("nina"), app, protocol="meshagent")
+    task = asyncio.create_task(oauth.request_token(
+        agent, from_participant_id=person.id, connector="oidc", redirect_uri=APP_REDIRECT, timeout=20,
+    ))
+    data = (await app.notice("secrets.request_oauth_token")).data
+    await oauth.reject_authorization(person, data["request_id"], "cancelled")
+    with pytest.raises(Rejected, match="cancelled"):
+        await task
+    assert (await app.notice("secrets.request_ended")).data["outcome"] == "rejected"
