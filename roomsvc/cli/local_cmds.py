@@ -67,7 +67,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_apikey(args: argparse.Namespace) -> int:
     keyring, _ = _keyring(args)
     print(api_key_for(keyring))
-    print("(this key signs participant tokens: keep it secret)", file=sys.stderr)
+    print(f"(this key signs participant tokens: keep it secret; project id {keyring.project_id}, "
+          "the --project-id of the meshagent CLI)", file=sys.stderr)
     return 0
 
 
