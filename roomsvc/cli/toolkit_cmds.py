@@ -1,0 +1,105 @@
+"""``roomsvc toolkit headers`` and ``roomsvc toolkit proxy``: credentials as HTTP headers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import signal
+import sys
+from typing import Any, Callable
+from urllib.parse import quote
+
+from roomsvc.clock import SystemClock
+from roomsvc.errors import InvalidRequest, Unauthenticated
+from roomsvc.transport.client import ApiClient
+
+
+def add_toolkit_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None],
+                         client: Callable[[argparse.ArgumentParser], None]) -> None:
+    toolkit = sub.add_parser("toolkit", help="secret headers for toolkits", description=(
+        "Resolve HEADER:FORMAT specs (e.g. 'Authorization:Bearer {github}') from the token identity's room secrets."))
+    t_sub = toolkit.add_subparsers(dest="toolkit_command", metavar="COMMAND", required=True)
+
+    p = t_sub.add_parser("headers", help="print resolved headers", description="Print resolved headers for scripts.")
+    common(p)
+    client(p)
+    p.add_argument("--room", required=True)
+    p.add_argument("--header-secret", action="append", required=True, metavar="SPEC", help="HEADER:FORMAT (repeatable)")
+    p.add_argument("--for-identity", help="another identity's secrets (admin grant)")
+    p.add_argument("--format", choices=("json", "curl"), default="json")
+    p.set_defaults(func=cmd_headers)
+
+    p = t_sub.add_parser("proxy", help="run a sidecar proxy that injects the headers", description=(
+        "Forward every request to --upstream with the resolved headers injected; the toolkit talks to the "
+        "proxy and never sees the credential. Headers are re-resolved before OAuth tokens expire."))
+    common(p)
+    client(p)
+    p.add_argument("--room", required=True)
+    p.add_argument("--listen", default="127.0.0.1:8781", metavar="HOST:PORT", help="where the proxy listens (port 0 = any)")
+    p.add_argument("--upstream", required=True, metavar="URL")
+    p.add_argument("--header-secret", action="append", required=True, metavar="SPEC", help="HEADER:FORMAT (repeatable)")
+    p.add_argument("--for-identity", help="another identity's secrets (admin grant)")
+    p.set_defaults(func=cmd_proxy)
+
+
+async def _resolve(client: ApiClient, args: argparse.Namespace) -> list[dict[str, Any]]:
+    body = {"header_secrets": args.header_secret, "for_identity": args.for_identity}
+    result = await client.request("POST", f"/v1/rooms/{quote(args.room, safe='')}/headers",
+                                  json_body={k: v for k, v in body.items() if v is not None})
+    return result["headers"]
+
+
+def cmd_headers(args: argparse.Namespace) -> int:
+    if not args.token:
+        raise Unauthenticated("no token: pass --token or set ROOMSVC_TOKEN")
+
+    async def go() -> list[dict[str, Any]]:
+        async with ApiClient(args.url, args.token) as client:
+            return await _resolve(client, args)
+
+    headers = asyncio.run(go())
+    if args.format == "json":
+        print(json.dumps({h["name"]: h["value"] for h in headers}, indent=2))
+    else:
+        print(" ".join(f"-H {shlex.quote(h['name'] + ': ' + h['value'])}" for h in headers))
+    return 0
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InvalidRequest("--listen takes HOST:PORT, e.g. 127.0.0.1:8781")
+    return host or "127.0.0.1", int(port)
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    from roomsvc.cli.main import settings_from
+    from roomsvc.logs import setup_logging
+    from roomsvc.transport.proxy import HeaderCache, SidecarProxy, check_upstream, serve_proxy
+
+    if not args.token:
+        raise Unauthenticated("no token: pass --token or set ROOMSVC_TOKEN")
+    settings = settings_from(args)
+    setup_logging(level=settings.server.log_level, json_lines=settings.server.log_json)
+    allow_private = settings.server.allow_insecure_loopback
+    upstream = check_upstream(args.upstream, allow_private=allow_private)
+    host, port = _listen_address(args.listen)
+
+    async def go() -> int:
+        async with ApiClient(args.url, args.token) as client:
+            cache = HeaderCache(lambda: _resolve(client, args), clock=SystemClock(),
+                                cache_ttl=settings.proxy.cache_ttl, refresh_margin=settings.proxy.refresh_margin)
+            await cache.get()  # fail at start-up, not on the first request, if a spec is wrong
+            proxy = SidecarProxy(upstream=upstream, headers=cache, allow_private=allow_private,
+                                 connect_timeout=settings.proxy.connect_timeout, timeout=settings.proxy.timeout)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await serve_proxy(proxy, host, port, stop)
+            print("proxy stopped", file=sys.stderr)
+            return 0
+
+    return asyncio.run(go())

@@ -1,0 +1,26 @@
+"""``POST /v1/rooms/{room}/headers``: resolved headers for a toolkit (never cached: no-store)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from roomsvc.errors import DependencyMissing, InvalidRequest
+from roomsvc.transport.http.auth import caller, json_body, opt_str
+from roomsvc.transport.http.keys import SERVICES
+from roomsvc.transport.ws.header_ops import resolved_as_dict
+
+
+async def resolve_headers(request: web.Request) -> web.Response:
+    principal = caller(request)
+    service = request.app[SERVICES].headers
+    if service is None:
+        raise DependencyMissing("header injection is not enabled on this server")
+    body = await json_body(request)
+    specs = body.get("header_secrets")
+    if not isinstance(specs, list):
+        raise InvalidRequest("'header_secrets' must be a list of HEADER:FORMAT strings")
+    resolved = await service.resolve(
+        principal, request.match_info["room"], specs, for_identity=opt_str(body, "for_identity"),
+        toolkit=opt_str(body, "toolkit") or principal.identity, channel="http.headers",
+    )
+    return web.json_response({"headers": [resolved_as_dict(h) for h in resolved]}, headers={"Cache-Control": "no-store"})
