@@ -3,30 +3,44 @@ and wires every layer together."""
 
 from __future__ import annotations
 
+import hmac
 import logging
-from dataclasses import dataclass
-from typing import Callable
+import time
+from dataclasses import dataclass, field, replace
+from typing import Awaitable, Callable
 
 from aiohttp import WSCloseCode, web
 
 from roomsvc.clock import Clock, SystemClock
-from roomsvc.config import Settings
+from roomsvc.config import Settings, environment
+from roomsvc.connectors import load_connectors
 from roomsvc.crypto.envelope import EnvelopeCipher
 from roomsvc.crypto.keyring import KeyringService
-from roomsvc.crypto.keys import KeySources, LoadedKeys, load_keys
-from roomsvc.crypto.tokens import TokenVerifier
+from roomsvc.crypto.keys import KeySources, LoadedKeys, keyring_from_api_key, load_keys
+from roomsvc.crypto.tokens import TokenVerifier, mint
 from roomsvc.domain.audit import Auditor
-from roomsvc.domain.principal import Principal, principal_from_claims
+from roomsvc.domain.headers import HeaderService
+from roomsvc.domain.oauth_connectors import ConnectorSpec
+from roomsvc.domain.oauth_refresh import LocalLocks
+from roomsvc.domain.oauth_registry import ConnectorRegistry
+from roomsvc.domain.oauth_service import OAuthPolicy, OAuthService
+from roomsvc.domain.principal import Principal, build_claims, principal_from_claims
 from roomsvc.domain.project_secrets import ProjectSecretService
 from roomsvc.domain.rooms import RoomService
+from roomsvc.domain.secret_requests import SecretRequestService
 from roomsvc.domain.secrets import SecretService
 from roomsvc.domain.services import Services, WsLimits
+from roomsvc.errors import InvalidRequest, NotFound, Unauthenticated
+from roomsvc.integrations.oauth_provider import AiohttpOAuthProvider
+from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
 from roomsvc.storage.sqlite.store import SqliteStore, database_exists
 from roomsvc.transport.http.keys import CONNECTIONS, METRICS, READY, SERVICES
 from roomsvc.transport.http.middleware import AccessLogger, errors_middleware
 from roomsvc.transport.http.routes import add_routes
 from roomsvc.transport.metrics import Metrics
 from roomsvc.transport.ws.native import NativeHandler
+from roomsvc.transport.meshagent.accounts import RoomConnectHandler
+from roomsvc.transport.meshagent.handler import MeshAgentHandler
 
 log = logging.getLogger("roomsvc")
 
@@ -52,6 +66,8 @@ class Runtime:
     verifier: TokenVerifier
     #: the port actually bound (set once listening; used for default links)
     bound_port: int | None = None
+    #: closed after the store at shutdown (outbound HTTP sessions)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
@@ -62,6 +78,9 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
         ConfigError: a key file is unreadable or malformed.
     """
     clock = clock or SystemClock()
+    connectors = load_connectors(
+        settings.oauth.connectors_dir, environ=environment(), insecure_ok=settings.server.allow_insecure_loopback
+    )
     keys = load_keys(key_sources(settings), database_exists=database_exists(settings.sqlite_path))
     store = await SqliteStore.open(
         settings.sqlite_path, busy_timeout_ms=settings.storage.busy_timeout_ms, batch_max=settings.secrets.audit_batch_max
@@ -87,16 +106,17 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
         return settings.public_url(runtime_ref[0].bound_port if runtime_ref else None)
 
     ws = settings.websocket
+    secrets = SecretService(
+        store=store, cipher=cipher, auditor=auditor, clock=clock,
+        max_value_size=settings.secrets.max_value_size, max_versions=settings.secrets.max_versions,
+    )
     services = Services(
         rooms=RoomService(
             rooms=store, clock=clock, auto_create=settings.rooms.auto_create,
             max_participants=settings.rooms.max_participants,
             max_connections_per_identity=ws.max_connections_per_identity,
         ),
-        secrets=SecretService(
-            store=store, cipher=cipher, auditor=auditor, clock=clock,
-            max_value_size=settings.secrets.max_value_size, max_versions=settings.secrets.max_versions,
-        ),
+        secrets=secrets,
         project_secrets=ProjectSecretService(
             store=store, cipher=cipher, auditor=auditor, clock=clock, max_value_size=settings.secrets.max_value_size
         ),
@@ -111,10 +131,46 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
             max_call_timeout=ws.max_call_timeout,
         ),
         public_url=public_url,
+        headers=HeaderService(secrets=secrets),
     )
+    provider = AiohttpOAuthProvider(
+        connect_timeout=settings.oauth.http_connect_timeout, timeout=settings.oauth.http_timeout,
+        max_response_size=settings.oauth.max_response_size,
+    )
+    services = _with_oauth(settings, services, store, cipher, clock, provider, connectors)
     runtime = Runtime(settings=settings, store=store, services=services, keys=keys, verifier=verifier)
+    runtime.closers.append(provider.close)
     runtime_ref.append(runtime)
     return runtime
+
+
+def _with_oauth(
+    settings: Settings, services: Services, store: SqliteStore, cipher: EnvelopeCipher, clock: Clock,
+    provider: AiohttpOAuthProvider, connectors: list[ConnectorSpec],
+) -> Services:
+    """Add the OAuth and secret-request services (issue 4) to the wired services."""
+    o, insecure = settings.oauth, settings.server.allow_insecure_loopback
+    policy = OAuthPolicy(
+        inline_endpoints=o.inline_endpoints, refresh_margin=o.refresh_margin,
+        assumed_token_lifetime=o.assumed_token_lifetime, state_ttl=o.state_ttl, flow_timeout=o.flow_timeout,
+        max_flow_timeout=o.max_flow_timeout, max_pending_per_identity=o.max_pending_per_identity,
+        refresh_retries=o.refresh_retries, refresh_backoff=o.refresh_backoff, insecure_ok=insecure,
+    )
+    oauth = OAuthService(
+        rooms=services.rooms, secrets=services.secrets, store=store, cipher=cipher, flows=SqliteFlowStore(store),
+        provider=provider, lock=LocalLocks(), auditor=services.auditor, clock=clock, public_url=services.public_url,
+        registry=ConnectorRegistry(connectors, provider=provider, clock=clock, discovery_ttl=o.discovery_ttl, insecure_ok=insecure),
+        policy=policy,
+        project_keys=lambda secret_id, service: services.project_secrets.resolve_keys(secret_id, service=service),
+    )
+    services.secrets.attach_oauth(oauth)
+    if services.headers is not None:
+        services.headers.set_access_tokens(oauth)
+    requests = SecretRequestService(
+        rooms=services.rooms, secrets=services.secrets, auditor=services.auditor, default_timeout=o.flow_timeout,
+        max_timeout=o.max_flow_timeout, max_pending_per_identity=o.max_pending_per_identity,
+    )
+    return replace(services, oauth=oauth, secret_requests=requests)
 
 
 def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], None] | None = None) -> web.Application:
@@ -131,6 +187,11 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
     app[READY] = {"ready": True}
     add_routes(app)
     app.router.add_get("/v1/rooms/{room}/ws", NativeHandler(runtime.services, metrics, connections))
+    app.router.add_get("/rooms/{room}", MeshAgentHandler(runtime.services, metrics, connections))
+    app.router.add_post(
+        "/accounts/projects/{project_id}/rooms/{room}/connect",
+        RoomConnectHandler(lambda key, project, room: api_key_room_token(runtime, key, project, room), runtime.services.public_url),
+    )
     if extra is not None:
         extra(app, runtime)
 
@@ -141,6 +202,8 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
 
     async def close_store(app: web.Application) -> None:
         await runtime.store.close()
+        for close in runtime.closers:
+            await close()
 
     app.on_shutdown.append(close_connections)
     app.on_cleanup.append(close_store)
@@ -163,3 +226,33 @@ async def start_site(app: web.Application, runtime: Runtime) -> web.AppRunner:
     addresses = runner.addresses
     runtime.bound_port = addresses[0][1] if addresses else settings.server.port
     return runner
+
+
+def api_key_room_token(runtime: Runtime, api_key: str, project_id: str, room: str) -> str:
+    """A room token for the holder of this server's API key (``roomsvc apikey``).
+
+    Serves the MeshAgent CLI's connect call. The key can mint any token itself, so the
+    token gets identity ``operator`` with the ``secrets``, ``admin`` and ``messaging``
+    sections (``--for-identity`` works).
+
+    Raises:
+        Unauthenticated: not an API key of this server's signing keyring.
+        NotFound: the path names another project.
+    """
+    signing = runtime.keys.signing
+    try:
+        presented = keyring_from_api_key(api_key)
+    except InvalidRequest:
+        raise Unauthenticated("the Bearer token is not an API key (ma-...) of this server") from None
+    key = signing.find(presented.primary.kid)
+    if key is None or presented.project_id != signing.project_id or not hmac.compare_digest(key.secret, presented.primary.secret):
+        raise Unauthenticated("the Bearer token is not an API key (ma-...) of this server")
+    if project_id != signing.project_id:
+        # the caller holds the key, which encodes the project id anyway: name it
+        raise NotFound(f"no project {project_id[:64]!r} here; this server's project id is {signing.project_id}")
+    tokens = runtime.settings.tokens
+    claims = build_claims(
+        identity="operator", room=room, api={"secrets": {}, "admin": {}, "messaging": {}},
+        issued_at=int(time.time()), ttl=tokens.default_ttl, subject=signing.project_id,
+    )
+    return mint(signing, claims, key=key)

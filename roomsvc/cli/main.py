@@ -15,7 +15,8 @@ from roomsvc import __version__
 from roomsvc.config import Settings, client_defaults, load_settings
 from roomsvc.errors import ConfigError, RoomsvcError, Sealed
 
-from roomsvc.cli import client_cmds, local_cmds
+from roomsvc.cli import client_cmds, local_cmds, oauth_cmds
+from roomsvc.cli.toolkit_cmds import add_toolkit_commands
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _room_commands(sub)
     _project_secret_commands(sub)
     _key_commands(sub)
+    add_toolkit_commands(sub, _common, _client)
 
     p = sub.add_parser("audit", help="show the audit log", description="Show audit lines (operator token).")
     _common(p)
@@ -94,6 +96,15 @@ def _room_commands(sub: Any) -> None:
     _common(p)
     _client(p)
     p.set_defaults(func=client_cmds.cmd_room_list)
+
+    p = room_sub.add_parser("listen", help="join a room and answer consent and secret requests", description=(
+        "Join the room as a participant (the token's identity), print OAuth consent links and secret requests as "
+        "they come, and offer provide / reject at a prompt (or read answers line by line from a pipe)."))
+    _common(p)
+    _client(p)
+    p.add_argument("--room", required=True)
+    p.add_argument("--exit-after", type=int, metavar="N", help="stop after N requests were handled (default: run until Ctrl-C)")
+    p.set_defaults(func=oauth_cmds.cmd_room_listen)
 
     secret = room_sub.add_parser("secret", help="room secrets of the token's identity", description="Room secrets.")
     s_sub = secret.add_subparsers(dest="secret_command", metavar="COMMAND", required=True)
@@ -141,6 +152,27 @@ def _room_commands(sub: Any) -> None:
     p.add_argument("--id", required=True)
     p.add_argument("--delegated-to")
     p.add_argument("--for-identity")
+
+    p = add("oauth", "ask a participant for an OAuth token and print it", oauth_cmds.cmd_secret_oauth)
+    p.add_argument("--from-participant-id", required=True, help="the participant who consents (see `room listen`)")
+    p.add_argument("--connector", help="a connector configured on the server (config/connectors/*.toml)")
+    p.add_argument("--client-id", help="inline client (allowed only for endpoints in oauth.inline_endpoints)")
+    p.add_argument("--authorization-endpoint")
+    p.add_argument("--token-endpoint")
+    p.add_argument("--scopes", help="comma-separated")
+    p.add_argument("--client-secret")
+    p.add_argument("--redirect-uri", help="only for participants that run the redirect in their own app")
+    p.add_argument("--delegate-to", help="store the credential for this identity instead")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the consent (default %(default)s)")
+
+    p = add("request", "ask a participant for a secret and print it", oauth_cmds.cmd_secret_request)
+    p.add_argument("--from-participant-id", required=True)
+    p.add_argument("--secret-url", required=True, help="what is asked for: MeshAgent's url, an opaque key such as "
+                   "secret://example (--url is the server's address here)")
+    p.add_argument("--type", default="application/octet-stream")
+    p.add_argument("--delegate-to", help="store the answer for this identity instead")
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--out", "-o", default="-", metavar="PATH|-", help="write the value to a file (default stdout)")
 
 
 def _project_secret_commands(sub: Any) -> None:

@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
 
 from roomsvc.domain.audit import Auditor
+from roomsvc.domain.headers import HeaderService
+from roomsvc.domain.oauth_service import OAuthService
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.project_secrets import ProjectSecretService
 from roomsvc.domain.rooms import RoomService
+from roomsvc.domain.secret_requests import SecretRequestService
 from roomsvc.domain.secrets import SecretService
 
 
@@ -44,3 +47,9 @@ class Services:
     ws: WsLimits
     #: the base of links roomsvc hands out
     public_url: Callable[[], str]
+    #: header injection for toolkits (HEADER:FORMAT specs)
+    headers: HeaderService | None = None
+    #: OAuth flows between participants and the credentials they store
+    oauth: OAuthService | None = None
+    #: request_secret / provide_secret between participants
+    secret_requests: SecretRequestService | None = None

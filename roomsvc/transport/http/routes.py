@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from roomsvc.transport.http import admin_api, ops_api, secrets_api
+from roomsvc.transport.http import admin_api, headers_api, oauth_api, ops_api, secrets_api
 
 
 def add_routes(app: web.Application) -> None:
@@ -12,6 +12,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", ops_api.readyz)
     app.router.add_get("/metrics", ops_api.metrics)
     app.router.add_get("/v1/openapi.json", ops_api.openapi)
+    app.router.add_get("/oauth/start", oauth_api.start)
+    app.router.add_get("/oauth/callback", oauth_api.callback)
 
     room_secret = "/v1/rooms/{room}/secrets/{secret_id}"
     app.router.add_get("/v1/rooms/{room}/secrets", secrets_api.list_secrets)
@@ -20,6 +22,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete(room_secret, secrets_api.delete_secret)
     app.router.add_get(room_secret + "/exists", secrets_api.secret_exists)
     app.router.add_get(room_secret + "/versions", secrets_api.secret_versions)
+    app.router.add_post("/v1/rooms/{room}/headers", headers_api.resolve_headers)
 
     app.router.add_get("/v1/admin/rooms", admin_api.list_rooms)
     app.router.add_post("/v1/admin/rooms", admin_api.create_room)

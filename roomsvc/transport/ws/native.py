@@ -23,6 +23,8 @@ from roomsvc.transport.metrics import Metrics
 from roomsvc.transport.ws import codec
 from roomsvc.transport.ws.connection import Connection
 from roomsvc.transport.ws.ops import OPS, Context
+from roomsvc.transport.ws import header_ops  # noqa: F401  (registers headers.resolve)
+from roomsvc.transport.ws import oauth_ops  # noqa: F401  (registers the secrets.* OAuth and request ops)
 
 log = logging.getLogger("roomsvc.ws")
 
