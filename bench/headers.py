@@ -10,7 +10,8 @@ credential, then measures for a fixed number of requests at a fixed concurrency:
 
 Prints requests per second and the ratio to the baseline of the same transport. With
 ``--oauth`` it also obtains a real OAuth credential from the test provider
-(tests/peers/oidc) and measures resolution of that (unexpired) credential.
+(tests/peers/oidc, via ``scripts/setup-peers``) and measures ``POST /headers`` for that
+stored, unexpired credential (``Authorization:Bearer {oidc}``).
 
     .venv/bin/python bench/headers.py [--requests 2000] [--concurrency 16]
 """
@@ -96,17 +97,60 @@ async def run(args: argparse.Namespace) -> None:
                     await client.close()
         finally:
             server.stop()
+        if args.oauth:
+            results["http POST headers (OAuth)"] = await oauth_rate(Path(tmp), args)
     print(f"requests={args.requests} concurrency={args.concurrency} (one process, SQLite, audit on every use)")
     for name, rate in results.items():
         print(f"  {name:<30} {rate:8.0f} /s")
     print(f"  ratio http headers / http GET secret: {results['http POST headers'] / results['http GET secret (baseline)']:.2f}")
     print(f"  ratio ws headers.resolve / ws ping:   {results['ws headers.resolve'] / results['ws ping (baseline)']:.2f}")
+    if "http POST headers (OAuth)" in results:
+        print(f"  ratio http headers (OAuth) / http GET secret: "
+              f"{results['http POST headers (OAuth)'] / results['http GET secret (baseline)']:.2f}")
+
+
+async def oauth_rate(tmp: Path, args: argparse.Namespace) -> float:
+    """Consent once at the real test provider, then resolve the stored credential."""
+    from tests.oauth.conftest import Provider, free_port, write_connectors
+    from tests.oauth.flows import run_flow
+
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    write_connectors(tmp / "connectors", issuer)
+    server = Server(tmp / "oauth-data", env={
+        "ROOMSVC_SERVER_ACCESS_LOG": "0", "ROOMSVC_OAUTH_CONNECTORS_DIR": str(tmp / "connectors"),
+        "OIDC_TEST_CLIENT_SECRET": "roomsvc-web-secret",
+    }).start()
+    provider = Provider(port, [f"{server.url}/oauth/callback"], tmp / "provider.log", ACCESS_TOKEN_TTL="3600")
+    try:
+        token = server.token("bench-tool", ROOM, api=("secrets",), role="tool")
+        tool = await NativeClient.connect(server.ws_url(ROOM), token)
+        person = await NativeClient.connect(server.ws_url(ROOM), server.token("person", ROOM, api=("secrets",)))
+        try:
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+                await run_flow(browser, tool, person, "person", delegate_to="bench-tool")
+        finally:
+            await tool.close()
+            await person.close()
+        auth = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession() as session:
+            async def post_headers() -> None:
+                async with session.post(f"{server.url}/v1/rooms/{ROOM}/headers", headers=auth,
+                                        json={"header_secrets": ["Authorization:Bearer {oidc}"]}) as r:
+                    assert r.status == 200, await r.text()
+                    await r.read()
+
+            return await measure("http headers (OAuth)", post_headers, args.requests, args.concurrency)
+    finally:
+        provider.stop()
+        server.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--oauth", action="store_true", help="also measure a stored OAuth credential (needs node)")
     asyncio.run(run(parser.parse_args()))
 
 

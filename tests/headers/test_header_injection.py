@@ -59,11 +59,12 @@ class Recorder:
 
 
 class Proxy:
-    def __init__(self, server: Server, token: str, upstream: str, specs: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, server: Server, token: str, upstream: str, specs: list[str], env: dict[str, str] | None = None,
+                 room: str = ROOM) -> None:
         full = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
         full.update({"ROOMSVC_URL": server.url, "ROOMSVC_TOKEN": token, "ROOMSVC_SERVER_ALLOW_INSECURE_LOOPBACK": "1",
                      "ROOMSVC_PROXY_CACHE_TTL": "0.5", "PYTHONUNBUFFERED": "1", **(env or {})})
-        args = [sys.executable, "-m", "roomsvc", "toolkit", "proxy", "--room", ROOM, "--listen", "127.0.0.1:0", "--upstream", upstream]
+        args = [sys.executable, "-m", "roomsvc", "toolkit", "proxy", "--room", room, "--listen", "127.0.0.1:0", "--upstream", upstream]
         for spec in specs:
             args += ["--header-secret", spec]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full, cwd=REPO)
