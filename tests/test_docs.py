@@ -28,3 +28,18 @@ def test_every_error_class_is_published_with_its_code_and_status() -> None:
 def test_close_codes_match() -> None:
     published = dict(re.findall(r"^\| (\d{4}) \| (.+) \|$", _section("close-table"), re.M))
     assert {int(k): v for k, v in published.items()} == CLOSE_CODES
+
+
+def test_the_openapi_document_describes_every_http_route() -> None:
+    from roomsvc.transport.http.openapi import openapi_document
+
+    routes = (Path(__file__).resolve().parents[1] / "roomsvc/transport/http/routes.py").read_text()
+    declared = set(re.findall(r'add_(get|put|post|delete)\(\s*"([^"]+)"', routes))
+    declared |= {(m, base + suffix) for m, suffix in re.findall(r'add_(get|put|post|delete)\(room_secret(?: \+ "([^"]*)")?', routes)
+                 for base in ["/v1/rooms/{room}/secrets/{secret_id}"]}
+    # the project-secret routes take {kind}; the document spells out both kinds
+    declared = {(m, p.replace("{kind}", kind)) for m, p in declared for kind in ("keys", "pull")}
+    paths = openapi_document("http://127.0.0.1")["paths"]
+    undocumented = sorted(f"{m.upper()} {p}" for m, p in declared
+                          if p not in ("/metrics", "/v1/openapi.json") and m not in paths.get(p, {}))
+    assert not undocumented, undocumented

@@ -33,7 +33,6 @@ class FreshToken:
 class AccessTokens(Protocol):
     async def fresh_access_token(self, caller: Principal, record: SecretRecord, *, channel: str) -> FreshToken:
         """The current access token of an OAuth credential, refreshed when near expiry."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -68,13 +68,11 @@ class OAuthProvider(Protocol):
     def id_token_subject(self, id_token: str) -> str | None:
         """``sub`` of an ID token received straight from the token endpoint over TLS
         (OpenID Core 3.1.3.7 lets a code-flow client skip the signature check then)."""
-        ...
 
 
 class FlowRepository(Protocol):
     async def create_flow(self, flow: Flow, secrets: EncryptedBlob, *, purge_before: float) -> None:
         """Store a new flow; flows whose deadline passed before ``purge_before`` are deleted."""
-        ...
 
     async def get_flow(
         self, *, id: str | None = None, start_hash: str | None = None, state_hash: str | None = None
@@ -96,7 +94,6 @@ class FlowRepository(Protocol):
         request's deadline has not passed). ``opened`` = (state hash, binding hash,
         state expiry) set when a start link is opened. Terminal moves erase the flow's
         encrypted secrets. Returns the moved flow, or None when nothing matched."""
-        ...
 
     async def flow_secrets(self, flow_id: str) -> EncryptedBlob | None: ...
 
@@ -104,4 +101,3 @@ class FlowRepository(Protocol):
 class KeyedLock(Protocol):
     def hold(self, key: str) -> AbstractAsyncContextManager[None]:
         """Exclusive per key: one holder at a time, waiters queue."""
-        ...

@@ -137,7 +137,6 @@ class SecretRepository(Protocol):
     ) -> SecretRecord:
         """Store ``record.version`` if the current version is still ``previous_version``
         (0 = absent), else raise Conflict. The audit line commits with the write."""
-        ...
 
     async def list_secrets(self, room: RoomName, owner: Identity) -> list[SecretRecord]: ...
 
@@ -162,7 +161,6 @@ class SecretRepository(Protocol):
 class AuditRepository(Protocol):
     async def append(self, records: Sequence[AuditRecord]) -> None:
         """Durably store audit lines; returns only once they are committed."""
-        ...
 
     async def query(
         self, *, room: str | None = None, identity: str | None = None, since: float | None = None, limit: int = 1000
@@ -188,7 +186,6 @@ class Cipher(Protocol):
 
     def decrypt(self, blob: EncryptedBlob, aad: bytes) -> bytes:
         """Raises DecryptionFailed when the blob was altered, moved or its key is gone."""
-        ...
 
     def rewrap(self, blob: EncryptedBlob, aad: bytes, *, to_key_id: str | None = None) -> EncryptedBlob: ...
 

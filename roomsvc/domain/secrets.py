@@ -54,11 +54,9 @@ class OAuthHooks(Protocol):
 
     async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> SecretBytes:
         """The value a reader gets: the current access token only, never the refresh token."""
-        ...
 
     async def oauth_deleted(self, record: SecretRecord, value: SecretBytes) -> None:
         """Revoke the deleted credential's grant at the provider (RFC 7009), best effort."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,22 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/v1/rooms/{room}/secrets/{secret_id}/versions": {
                 "get": _op("list kept versions", obj(versions={"type": "array"}), params=[_ROOM, _SID, *_ADDRESS_QUERY]),
             },
+            "/v1/rooms/{room}/headers": {
+                "post": _op("resolve HEADER:FORMAT specs from the caller's secrets (Cache-Control: no-store)",
+                            obj(headers={"type": "array", "items": obj(
+                                name={"type": "string"}, value={"type": "string"},
+                                expires_at={"type": ["number", "null"]},
+                                allowed_hosts={"type": ["array", "null"], "items": {"type": "string"}})}),
+                            params=[_ROOM], tag="headers",
+                            body=obj(header_secrets={"type": "array", "items": {"type": "string"}},
+                                     for_identity={"type": "string"}, toolkit={"type": "string"})),
+            },
+            "/oauth/start": {"get": {**_op("open a single-use consent link (302 to the provider)", obj(),
+                                           params=[{"name": "t", "in": "query", "required": True, "schema": {"type": "string"}}],
+                                           tag="oauth"), "security": []}},
+            "/oauth/callback": {"get": {**_op("the provider's redirect back to roomsvc (HTML page)", obj(), tag="oauth",
+                                              params=[{"name": n, "in": "query", "schema": {"type": "string"}}
+                                                      for n in ("code", "state", "iss", "error")]), "security": []}},
             "/v1/admin/rooms": {
                 "get": _op("list rooms", obj(rooms={"type": "array"}), tag=admin),
                 "post": _op("create a room", obj(room={"type": "object"}), body=obj(name={"type": "string"}), tag=admin),
