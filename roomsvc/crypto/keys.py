@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import secrets
 import uuid
@@ -26,6 +27,8 @@ from roomsvc.crypto.tokens import SigningKey, SigningKeyring
 from roomsvc.errors import ConfigError, InvalidRequest, Sealed
 
 API_KEY_PREFIX = "ma-"
+
+log = logging.getLogger("roomsvc.keys")
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,10 @@ def _write_private(path: Path, text: str) -> None:
 
 def _read_private(path: Path, key: str) -> str:
     try:
-        return path.read_text()
+        mode = path.stat().st_mode
+        text = path.read_text()
     except OSError as exc:
         raise ConfigError(key, f"cannot read {str(path)!r}: {exc.strerror}") from None
+    if mode & 0o077:
+        log.warning("%s (%s) is readable by other users (mode %o); chmod 600 it", path, key, mode & 0o777)
+    return text

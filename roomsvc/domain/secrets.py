@@ -113,6 +113,10 @@ class SecretService:
             PermissionDenied, InvalidRequest, TooLarge, Conflict (expected_version differs).
         """
         addr = await self._writable(caller, room, secret_id, delegated_to, for_identity, "set", channel)
+        if addr.delegated_to == addr.owner:
+            # a secret "delegated" to its own owner would shadow what others delegated to it
+            await self._audit.record(caller, addr, "set", channel, "refused", "delegated to its owner")
+            raise InvalidRequest("delegated_to must name another identity than the secret's owner")
         if not isinstance(value, (bytes, bytearray)):
             raise InvalidRequest("secret value must be bytes")
         if len(value) > self.max_value_size:

@@ -7,30 +7,18 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 
-from roomsvc.errors import (
-    AlreadyExists,
-    Conflict,
-    DependencyMissing,
-    InvalidRequest,
-    InvalidState,
-    NotFound,
-    OperationFailed,
-    Overloaded,
-    PermissionDenied,
-    RoomsvcError,
-    Sealed,
-    Timeout,
-    TooLarge,
-    Unauthenticated,
-)
+from roomsvc.errors import DependencyMissing, OperationFailed, RoomsvcError
 
-_BY_NAME: dict[str, type[RoomsvcError]] = {
-    cls.name: cls
-    for cls in (
-        PermissionDenied, Unauthenticated, InvalidRequest, TooLarge, NotFound, AlreadyExists, Conflict,
-        InvalidState, Sealed, DependencyMissing, OperationFailed, Timeout, Overloaded,
-    )
-}
+
+def _subclasses(cls: type[RoomsvcError]) -> list[type[RoomsvcError]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out += _subclasses(sub)
+    return out
+
+
+#: every error class by its wire name, so the CLI raises what the server raised
+_BY_NAME: dict[str, type[RoomsvcError]] = {cls.name: cls for cls in _subclasses(RoomsvcError)}
 
 
 class ApiClient:

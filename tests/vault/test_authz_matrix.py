@@ -10,6 +10,7 @@ bob. Expected outcomes:
 * ``not_found`` exactly the answer for a secret that does not exist
 * ``own``       a set that went to the caller's own namespace; the target is untouched
 * ``hidden``    a list that does not show the target
+* ``invalid``   invalid_request (e.g. a secret delegated to its own owner), audited as ``refused``
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ other_identity               own        not_found   not_found   hidden     not_f
 admin_for_identity           ok         ok          ok          ok         ok
 non_admin_for_identity       denied     denied      denied      denied     denied
 delegate                     denied     ok          ok          denied     denied
-delegate_by_id               own        ok          ok          hidden     not_found
+delegate_by_id               invalid    ok          ok          hidden     not_found
 delegate_redelegating        denied     denied      denied      denied     denied
 same_identity_other_room     denied     denied      denied      denied     denied
 no_secrets_grant             denied     denied      denied      denied     denied
@@ -85,7 +86,7 @@ CELLS = [(channel, actor, op) for channel in ("http", "ws") for actor in ACTORS 
 
 def test_the_table_covers_every_actor_and_operation() -> None:
     assert set(EXPECTED) == set(ACTORS)
-    assert all(set(row) == set(OPS) and set(row.values()) <= {"ok", "denied", "not_found", "own", "hidden"}
+    assert all(set(row) == set(OPS) and set(row.values()) <= {"ok", "denied", "not_found", "own", "hidden", "invalid"}
                for row in EXPECTED.values())
 
 
@@ -133,7 +134,8 @@ async def perform(server: Server, channel: str, actor: Actor, op: str, secret_id
 def normalize(op: str, result: Result, secret_id: str, actor: Actor | None = None) -> str:
     """Turn an answer into one of the table's words (exists=false reads as not_found)."""
     if not result.ok:
-        return {"permission_denied": "denied", "not_found": "not_found"}.get(result.error or "", f"error:{result.error}")
+        return {"permission_denied": "denied", "not_found": "not_found", "invalid_request": "invalid"}.get(
+            result.error or "", f"error:{result.error}")
     if op == "exists":
         return "ok" if result.data["exists"] else "not_found"
     if op == "list":
@@ -183,7 +185,7 @@ async def test_cell(server: Server, channel: str, actor_name: str, op: str) -> N
         if line["actor"] == actor.identity and line["channel"] == channel and line["action"] in AUDIT_ACTION[op]
         and line["secret_id"] in (secret_id, "*")
     ]
-    wanted = {"denied": "denied", "not_found": "not_found"}.get(expected, "ok")
+    wanted = {"denied": "denied", "not_found": "not_found", "invalid": "refused"}.get(expected, "ok")
     assert any(line["outcome"] == wanted for line in lines), (wanted, lines)
     if expected == "denied":
         denial = next(line for line in lines if line["outcome"] == "denied")
