@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import signal
 import sys
+from pathlib import Path
 
 from roomsvc import __version__
 from roomsvc.app import Runtime, build_app, open_runtime, start_site
@@ -46,19 +48,34 @@ def _announce_modes(settings: Settings, runtime: Runtime) -> None:
         )
 
 
+def _self_command() -> str:
+    """How the person who started the server can run roomsvc again (for the banner)."""
+    exe = Path(sys.argv[0])
+    if exe.name == "roomsvc":
+        on_path = shutil.which("roomsvc")
+        if on_path and Path(on_path).resolve() == exe.resolve():
+            return "roomsvc"
+        try:
+            return str(exe.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(exe.resolve())
+    return f"{sys.executable} -m roomsvc"
+
+
 def _print_banner(settings: Settings, runtime: Runtime) -> None:
     base = runtime.services.public_url()
     host = settings.server.host if settings.server.host not in ("", "0.0.0.0") else "127.0.0.1"
     ws_base = f"ws://{host}:{runtime.bound_port}"
-    data_flags = f" --data-dir {settings.server.data_dir}" if settings.server.data_dir != "./data" else ""
+    data_flags = f" --data-dir {settings.server.data_dir}" if settings.server.data_dir not in ("./data", "data") else ""
+    me = _self_command()
     lines = [
         f"roomsvc {__version__} listening on http://{host}:{runtime.bound_port}",
         f"  public URL:      {base}",
         f"  data directory:  {settings.data_dir} (SQLite {settings.sqlite_path.name})",
         "  mint a participant token:",
-        f"    roomsvc token{data_flags} --room demo --identity alice --api secrets",
+        f"    {me} token{data_flags} --room demo --identity alice --api secrets",
         f"  connect a websocket to {ws_base}/v1/rooms/demo/ws with 'Authorization: Bearer <token>'",
-        f"  MeshAgent SDK clients: {ws_base}/rooms/demo  (API key: roomsvc apikey{data_flags})",
+        f"  MeshAgent SDK clients: {ws_base}/rooms/demo  (API key: {me} apikey{data_flags})",
         "  stop with Ctrl-C (SIGINT) or SIGTERM",
     ]
     print("\n".join(lines), flush=True)
