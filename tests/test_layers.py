@@ -6,6 +6,8 @@ import ast
 import sys
 from pathlib import Path
 
+import pytest
+
 PKG = Path(__file__).resolve().parents[1] / "roomsvc"
 STDLIB = set(sys.stdlib_module_names)
 
@@ -75,4 +77,4 @@ def test_only_config_reads_the_environment() -> None:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv"} and getattr(node.value, "id", "") == "os":
-                raise AssertionError(f"{rel}:{node.lineno} reads os.{node.attr}; read settings in roomsvc/config.py")
+                pytest.fail(f"{rel}:{node.lineno} reads os.{node.attr}; read settings in roomsvc/config.py")

@@ -115,7 +115,7 @@ def check_database(path: Path) -> None:
     db.close()
 
 
-async def crash_iterations(data_dir: Path, iterations: int, seed: int) -> None:
+async def check_crash_rounds(data_dir: Path, iterations: int, seed: int) -> None:
     rng = random.Random(seed)
     server = Server(data_dir).start()
     acked = Acked()
@@ -139,10 +139,10 @@ async def crash_iterations(data_dir: Path, iterations: int, seed: int) -> None:
 
 
 async def test_sigkill_during_writes_loses_no_acknowledged_write(tmp_path: Path) -> None:
-    await crash_iterations(tmp_path / "data", 3, seed=random.randrange(1 << 30))
+    await check_crash_rounds(tmp_path / "data", 3, seed=random.randrange(1 << 30))
 
 
 @pytest.mark.soak
 @pytest.mark.skipif(os.environ.get("ROOMSVC_SOAK") != "1", reason="soak run: set ROOMSVC_SOAK=1")
 async def test_sigkill_soak(tmp_path: Path) -> None:
-    await crash_iterations(tmp_path / "data", int(os.environ.get("ROOMSVC_SOAK_ITERATIONS", "100")), seed=1)
+    await check_crash_rounds(tmp_path / "data", int(os.environ.get("ROOMSVC_SOAK_ITERATIONS", "100")), seed=1)
