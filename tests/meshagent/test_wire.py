@@ -15,6 +15,7 @@ from roomsvc.transport.meshagent.packing import (
     ErrorContent,
     FileContent,
     JsonContent,
+    pack,
     unpack,
 )
 from tests.meshagent.raw_client import RawClient
@@ -84,7 +85,7 @@ async def test_gen1_secret_messages_use_the_same_tools(server: Server) -> None:
 async def test_errors_are_error_contents_with_codes(server: Server) -> None:
     client = await connect(server, "errs", "secrets")
     try:
-        unknown_tool = await client.invoke("secrets", "request_oauth_token", JsonContent({}))
+        unknown_tool = await client.invoke("secrets", "no_such_tool", JsonContent({}))
         assert isinstance(unknown_tool, ErrorContent) and unknown_tool.code == 1003
         no_id = await client.invoke("secrets", "get_secret", JsonContent({"secret_id": None}))
         assert isinstance(no_id, ErrorContent) and no_id.code == 1002
@@ -177,5 +178,43 @@ async def test_a_send_to_nobody_is_1003(server: Server) -> None:
             {"to_participant_id": "nobody", "type": "x", "message_json": "{}", "attachment_base64": None}
         ))
         assert isinstance(reply, ErrorContent) and reply.code == 1003
+    finally:
+        await client.close()
+
+
+async def test_client_responses_to_pushes_are_ignored_not_answered_or_counted(server: Server) -> None:
+    """A client may answer a push with ``__response__``: no error reply (it could
+    ping-pong) and no strike, even past max_bad_messages and with a broken payload."""
+    client = await connect(server, "answerer", "secrets")
+    try:
+        for i in range(7):
+            payload = pack({"type": "empty"}) if i % 2 else b"not a payload"
+            for packet in encode_packets(2**40 + i, "__response__", payload):
+                await client.ws.send_bytes(packet)
+        assert await client.invoke("secrets", "exists", JsonContent({"secret_id": "x"})) == JsonContent({"exists": False})
+        assert client.pushes.empty() and not client.ws.closed
+    finally:
+        await client.close()
+
+
+async def test_request_tools_answer_typed_errors(server: Server) -> None:
+    client = await connect(server, "asker", "secrets")
+    try:
+        async def code(tool: str, content: JsonContent | BinaryContent) -> int | None:
+            reply = await client.invoke("secrets", tool, content)
+            assert isinstance(reply, ErrorContent), reply
+            return reply.code
+
+        assert await code("provide_secret", BinaryContent({"request_id": "nope", "error": None}, b"v")) == 1003
+        assert await code("provide_secret", BinaryContent({"request_id": "nope", "error": "no"}, b"")) == 1003
+        assert await code("request_secret", JsonContent(
+            {"url": "secret://x", "type": "text/plain", "participant_id": "nobody", "timeout": 5, "delegate_to": None})) == 1003
+        assert await code("request_secret", JsonContent({"url": "secret://x", "participant_id": None})) == 1002
+        assert await code("delete_requested_secret", JsonContent({"url": "secret://x", "type": "t", "delegated_to": None})) == 1003
+        ref = {"openai_connector_id": None, "server_url": "https://mcp.example", "client_secret_id": None}
+        assert await code("request_oauth_token", JsonContent({"connector": ref, "oauth": None, "redirect_uri": "x",
+                                                               "participant_id": client.participant_id})) == 1002
+        assert await code("get_offline_oauth_token", JsonContent({"connector": None, "oauth": None})) == 1002
+        assert await code("provide_oauth_authorization", JsonContent({"request_id": "nope", "code": "c", "error": None})) == 1003
     finally:
         await client.close()

@@ -11,7 +11,8 @@ The life of a connection:
 3. **Requests.** Binary packets are reassembled (:mod:`.framing`) and unpacked
    (:mod:`.packing`); ``room.invoke_tool`` and the Gen-1 types run the tool of
    :data:`~.tools.TOOLS` as a task of their own (at most ``max_concurrent_requests``), and
-   the reply is a ``__response__`` with the request's message id.
+   the reply is a ``__response__`` with the request's message id. A ``__response__``
+   from the client (an answer to a push) is ignored.
 4. **Leave** when the socket closes (the SDK sends no goodbye).
 
 All output goes through the connection's single writer, so packets never interleave.
@@ -29,7 +30,7 @@ from roomsvc.domain.principal import Principal
 from roomsvc.domain.services import Services
 from roomsvc.errors import InvalidRequest, NotFound, Overloaded, PermissionDenied, RoomsvcError, Unauthenticated
 from roomsvc.transport.errors import error_body, wire_error
-from roomsvc.transport.meshagent import messaging_tools, secrets_tools  # noqa: F401  (register their tools)
+from roomsvc.transport.meshagent import messaging_tools, oauth_tools, secrets_tools  # noqa: F401  (register their tools)
 from roomsvc.transport.meshagent.framing import (
     MAX_FRAME,
     FramingError,
@@ -39,7 +40,7 @@ from roomsvc.transport.meshagent.framing import (
     packet_count,
 )
 from roomsvc.transport.meshagent.packing import Content, ErrorContent, parse_content, unpack
-from roomsvc.transport.meshagent.session import PROTOCOL, MeshAgentSession, SessionRegistry, room_ws_url
+from roomsvc.transport.meshagent.session import PROTOCOL, RESPONSE, MeshAgentSession, SessionRegistry, room_ws_url
 from roomsvc.transport.meshagent.tools import GEN1_TYPES, TOOLS, Tool, ToolContext, gen1_content, req_str
 from roomsvc.transport.metrics import Metrics
 from roomsvc.transport.ws.connection import Connection
@@ -186,6 +187,11 @@ class MeshAgentHandler:
         Raises:
             InvalidRequest: a malformed or unknown message.
         """
+        if message.type == RESPONSE:
+            # a client answering a push (the SDK does not, other clients may): nothing
+            # here waits for one, and answering an answer could ping-pong, so drop it
+            self.metrics.messages.labels(PROTOCOL, RESPONSE).inc()
+            return
         header, trailer = unpack(message.payload)
         if message.type == SET_ATTRIBUTES:  # one-way: the SDK expects no answer
             self.metrics.messages.labels(PROTOCOL, message.type).inc()

@@ -4,7 +4,8 @@ The domain delivers :mod:`~roomsvc.domain.events` to a participant's sink; for a
 participant the sink is a :class:`MeshAgentSession`, which turns them into what the SDK's
 ``MessagingClient`` understands: one push type, ``messaging.send``, whose ``type`` says
 what it carries (``messaging.enabled``, ``participant.enabled``, ``participant.disabled``,
-``participant.attributes`` or an application message).
+``participant.attributes`` or an application message). Notices (secret and consent
+requests, ...) become the pushes :mod:`~roomsvc.transport.meshagent.notices` names.
 
 Who a MeshAgent client sees (its *visible* set, see docs/meshagent.md):
 
@@ -20,7 +21,6 @@ Application messages are delivered whatever the enable state: a native sender wa
 from __future__ import annotations
 
 import itertools
-import logging
 from typing import Any, Mapping
 
 from roomsvc.domain.events import (
@@ -38,10 +38,9 @@ from roomsvc.domain.services import Services
 from roomsvc.errors import DependencyMissing, NotFound
 from roomsvc.ids import ParticipantId
 from roomsvc.transport.meshagent.framing import encode_packets
+from roomsvc.transport.meshagent.notices import notice_push
 from roomsvc.transport.meshagent.packing import Content, pack, pack_content
 from roomsvc.transport.ws.connection import Connection
-
-log = logging.getLogger("roomsvc.meshagent")
 
 PROTOCOL = "meshagent"
 RESPONSE = "__response__"
@@ -172,7 +171,9 @@ class MeshAgentSession:
             except NotFound:
                 pass
         elif isinstance(event, Notice):
-            log.debug("notice %r has no MeshAgent form; not delivered", event.kind)
+            push = notice_push(event, self.me.id)
+            if push is not None:
+                self.push(push.type, push.header, push.trailer)
 
 
 class SessionRegistry:

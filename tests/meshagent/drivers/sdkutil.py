@@ -21,16 +21,28 @@ def emit(**fields: Any) -> None:
     print(json.dumps(fields), flush=True)
 
 
-def room_client(base_url: str, room: str, token: str | None, *, token_in_query: bool = False) -> RoomClient:
+def room_client(base_url: str, room: str, token: str | None, *, token_in_query: bool = False, **options: Any) -> RoomClient:
     """A RoomClient that fails at once instead of retrying (reconnect_timeout=0).
 
     ``token_in_query`` connects the way SDKs up to 0.40 did: ``?token=`` and no header.
+    ``options`` go to RoomClient (e.g. ``oauth_token_request_handler``).
     """
     url = websocket_room_url(room_name=room, base_url=base_url.replace("http://", "ws://"))
     if token_in_query:
         url, token = f"{url}?token={token}", None
     factory = WebSocketClientProtocol(url=url, token=token).create_factory()
-    return RoomClient(protocol_factory=factory, reconnect_timeout=0)
+    return RoomClient(protocol_factory=factory, reconnect_timeout=0, **options)
+
+
+async def outcome(coro: Any) -> dict[str, Any]:
+    """``{"ok": True, "value": ...}`` or the error, so one failed call does not end a scenario."""
+    try:
+        value = await coro
+    except Exception as exc:  # noqa: BLE001 - the report is the point
+        return {"ok": False, **error_of(exc)}
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return {"ok": True, "value": value}
 
 
 async def refused(base_url: str, room: str, token: str) -> dict[str, Any]:

@@ -1,0 +1,181 @@
+"""Toolkit ``secrets``, second half: asking participants for secrets and OAuth tokens.
+
+The MeshAgent form of the native ops in :mod:`roomsvc.transport.ws.oauth_ops`, over the
+same services: :class:`~roomsvc.domain.secret_requests.SecretRequestService` and
+:class:`~roomsvc.domain.oauth_service.OAuthService` decide everything (the ``secrets``
+grant and its ``request_oauth_token`` allow-list, who may answer, timeouts); this module
+reads SDK 0.44's fields and shapes its replies (docs/meshagent.md):
+
+* ``request_secret`` json ``{url, type, participant_id, timeout, delegate_to}`` -> file
+  (the value);
+* ``provide_secret`` binary, headers ``{request_id, error}``, bytes = the value; a
+  non-empty ``error`` rejects -> empty;
+* ``delete_requested_secret`` json ``{url, type, delegated_to}`` -> empty;
+* ``request_oauth_token`` json ``{connector, oauth, redirect_uri, participant_id, timeout,
+  delegate_to}`` -> json ``{access_token}``;
+* ``get_offline_oauth_token`` json ``{connector, oauth, delegated_to, delegated_by}`` ->
+  json ``{access_token}`` (null when nothing usable is stored for the caller);
+* ``provide_oauth_authorization`` json ``{request_id, code, error}``; ``error`` rejects
+  -> empty.
+
+The participant asked gets the request as a push (:mod:`.notices`). A MeshAgent
+consenter answers the MeshAgent way (its app runs the redirect with the request's
+``redirect_uri`` and hands over the code); a native consenter gets roomsvc's start link,
+whoever asked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from roomsvc.domain.oauth_service import OAuthService
+from roomsvc.domain.secret_requests import SecretRequestService
+from roomsvc.errors import DependencyMissing, InvalidRequest
+from roomsvc.transport.meshagent.packing import Content, EmptyContent, FileContent, JsonContent, content_data
+from roomsvc.transport.meshagent.tools import ToolContext, fields, opt_str, req_str, tool
+
+#: ConnectorRef fields that name something roomsvc does not have
+_FOREIGN_CONNECTOR_FIELDS = ("server_url", "client_secret_id")
+
+
+def _oauth(ctx: ToolContext) -> OAuthService:
+    if ctx.services.oauth is None:
+        raise DependencyMissing("this server has no OAuth service")
+    return ctx.services.oauth
+
+
+def _requests(ctx: ToolContext) -> SecretRequestService:
+    if ctx.services.secret_requests is None:
+        raise DependencyMissing("this server has no secret requests service")
+    return ctx.services.secret_requests
+
+
+def _timeout(data: dict[str, Any]) -> float | None:
+    """Seconds, or None for the server's default; the service checks the range."""
+    value = data.get("timeout")
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise InvalidRequest("'timeout' must be a number of seconds")
+    return float(value)
+
+
+def _participant_id(data: dict[str, Any]) -> str:
+    """The participant asked: ``participant_id`` (the SDK's name for ``from_participant_id``)."""
+    if data.get("participant_id") is None and data.get("from_participant_id") is not None:
+        return req_str(data, "from_participant_id")
+    return req_str(data, "participant_id")
+
+
+def connector_name(value: object) -> str | None:
+    """A roomsvc connector named by a request's ``connector``.
+
+    SDK 0.44 types it as ``ConnectorRef {openai_connector_id, server_url,
+    client_secret_id}``; roomsvc reads ``openai_connector_id`` as the connector's name
+    (the only name a ConnectorRef carries). Clients that send JSON themselves may give
+    the name as a plain string.
+
+    Raises:
+        InvalidRequest: another shape, or a ConnectorRef naming an MCP server or a client
+        secret (not supported here).
+    """
+    if value is None or isinstance(value, str):
+        return value or None
+    if not isinstance(value, dict):
+        raise InvalidRequest("'connector' must be a connector name or a ConnectorRef object")
+    for key in _FOREIGN_CONNECTOR_FIELDS:
+        if value.get(key) is not None:
+            raise InvalidRequest(
+                f"'connector.{key}' is not supported: name a roomsvc connector as 'connector.openai_connector_id'"
+            )
+    return opt_str(value, "openai_connector_id")
+
+
+def _client(data: dict[str, Any]) -> dict[str, Any]:
+    oauth = data.get("oauth")
+    if oauth is not None and not isinstance(oauth, dict):
+        raise InvalidRequest("'oauth' must be an OAuthClientConfig object")
+    return {"connector": connector_name(data.get("connector")), "oauth": oauth}
+
+
+# -- plain secrets -------------------------------------------------------------------------------
+
+
+@tool("secrets", "request_secret")
+async def request_secret(ctx: ToolContext, content: Content) -> Content:
+    """Ask ``participant_id`` and wait; the value comes back as a file content (the SDK
+    returns its bytes) and is stored as a secret of the caller or of ``delegate_to``."""
+    data = fields(content)
+    provided = await _requests(ctx).request(
+        ctx.participant, url=req_str(data, "url"), type=opt_str(data, "type"),
+        from_participant_id=_participant_id(data), timeout=_timeout(data), delegate_to=opt_str(data, "delegate_to"),
+    )
+    return FileContent(name=provided.record.name, mime_type=provided.record.type, data=provided.value.reveal())
+
+
+@tool("secrets", "provide_secret")
+async def provide_secret(ctx: ToolContext, content: Content) -> Content:
+    """``provide_secret`` and ``reject_secret`` are both this tool: a non-empty ``error``
+    rejects, otherwise the bytes are the answer. The provider's reply is queued before
+    the requester resumes."""
+    data = fields(content)
+    request_id = req_str(data, "request_id")
+    error = opt_str(data, "error")
+    if error is not None:
+        _requests(ctx).reject(ctx.participant, request_id, error)
+    else:
+        _requests(ctx).provide(ctx.participant, request_id, content_data(content))
+    return EmptyContent()
+
+
+@tool("secrets", "delete_requested_secret")
+async def delete_requested_secret(ctx: ToolContext, content: Content) -> Content:
+    """A secret obtained with ``request_secret``; missing is NOT_FOUND (1003)."""
+    data = fields(content)
+    await _requests(ctx).delete_requested(
+        ctx.participant.principal, ctx.room, url=req_str(data, "url"), type=opt_str(data, "type"),
+        delegated_to=opt_str(data, "delegated_to"),
+    )
+    return EmptyContent()
+
+
+# -- OAuth -----------------------------------------------------------------------------------------
+
+
+@tool("secrets", "request_oauth_token")
+async def request_oauth_token(ctx: ToolContext, content: Content) -> Content:
+    """A stored token the consent covers (refreshed when due), or a new consent by
+    ``participant_id``. ``redirect_uri`` is the consenting app's own (the MeshAgent way);
+    a native consenter uses roomsvc's callback instead."""
+    data = fields(content)
+    grant = await _oauth(ctx).request_token(
+        ctx.participant, from_participant_id=_participant_id(data), delegate_to=opt_str(data, "delegate_to"),
+        timeout=_timeout(data), redirect_uri=opt_str(data, "redirect_uri"), **_client(data),
+    )
+    return JsonContent({"access_token": grant.access_token})
+
+
+@tool("secrets", "get_offline_oauth_token")
+async def get_offline_oauth_token(ctx: ToolContext, content: Content) -> Content:
+    """A usable stored token without asking anyone; ``{"access_token": null}`` when there
+    is none the caller's identity is covered by."""
+    data = fields(content)
+    grant = await _oauth(ctx).offline_token(
+        ctx.participant.principal, ctx.room, delegated_to=opt_str(data, "delegated_to"),
+        delegated_by=opt_str(data, "delegated_by"), **_client(data),
+    )
+    return JsonContent({"access_token": grant.access_token if grant is not None else None})
+
+
+@tool("secrets", "provide_oauth_authorization")
+async def provide_oauth_authorization(ctx: ToolContext, content: Content) -> Content:
+    """``provide_oauth_authorization`` (the code) and ``reject_oauth_authorization`` (an
+    ``error``) are both this tool. Answers once the code is exchanged and stored."""
+    data = fields(content)
+    request_id = req_str(data, "request_id")
+    error = opt_str(data, "error")
+    if error is not None:
+        await _oauth(ctx).reject_authorization(ctx.participant, request_id, error)
+    else:
+        await _oauth(ctx).provide_authorization(ctx.participant, request_id, req_str(data, "code"))
+    return EmptyContent()
