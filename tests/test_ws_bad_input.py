@@ -14,7 +14,7 @@ import pytest
 from roomsvc.crypto.keys import new_signing_keyring
 from roomsvc.crypto.tokens import mint
 from roomsvc.domain.principal import build_claims
-from tests.support.native_client import NativeClient, ResponseError
+from tests.support.native_client import NativeClient
 from tests.support.server import Server
 
 ROOM = "hostile"
@@ -168,7 +168,7 @@ async def test_repeated_bad_messages_close_with_1008(server: Server) -> None:
     try:
         for _ in range(5):  # websocket.max_bad_messages
             await ws.send_str("{oops")
-        while (msg := await ws.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
+        while (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
             pass
         assert ws.close_code == 1008
     finally:
@@ -188,7 +188,7 @@ async def test_frames_that_break_the_protocol_close_with_their_code(server: Serv
     session, ws = await raw_session(server)
     try:
         await send(ws)
-        while (msg := await ws.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
+        while (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
             pass
         assert ws.close_code == code
     finally:

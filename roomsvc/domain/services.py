@@ -12,6 +12,7 @@ from roomsvc.domain.principal import Principal
 from roomsvc.domain.project_secrets import ProjectSecretService
 from roomsvc.domain.rooms import RoomService
 from roomsvc.domain.secret_requests import SecretRequestService
+from roomsvc.errors import DependencyMissing
 from roomsvc.domain.secrets import SecretService
 
 
@@ -53,3 +54,20 @@ class Services:
     oauth: OAuthService | None = None
     #: request_secret / provide_secret between participants
     secret_requests: SecretRequestService | None = None
+
+    # -- optional services, for the transports --------------------------------------------
+
+    def require_oauth(self) -> OAuthService:
+        if self.oauth is None:
+            raise DependencyMissing("this server has no OAuth service")
+        return self.oauth
+
+    def require_secret_requests(self) -> SecretRequestService:
+        if self.secret_requests is None:
+            raise DependencyMissing("this server has no secret requests service")
+        return self.secret_requests
+
+    def require_headers(self) -> HeaderService:
+        if self.headers is None:
+            raise DependencyMissing("header injection is not enabled on this server")
+        return self.headers

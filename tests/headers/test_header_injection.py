@@ -9,8 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
-import time
 
 import aiohttp
 import pytest

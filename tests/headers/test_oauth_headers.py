@@ -15,7 +15,7 @@ from roomsvc.domain.ports import EncryptedBlob
 from roomsvc.domain.secrets import secret_aad
 from roomsvc.storage.sqlite.store import _secret_record
 from tests.headers.test_header_injection import Proxy
-from tests.oauth.conftest import ACCESS_TOKEN_TTL, OAuthEnv, browser, oauth_env  # noqa: F401  (fixtures)
+from tests.oauth.conftest import ACCESS_TOKEN_TTL, OAuthEnv
 from tests.oauth.flows import run_flow
 
 ROOM = "room1"

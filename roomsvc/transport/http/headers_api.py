@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from roomsvc.errors import DependencyMissing, InvalidRequest
+from roomsvc.errors import InvalidRequest
 from roomsvc.transport.http.auth import caller, json_body, opt_str
 from roomsvc.transport.http.keys import SERVICES
 from roomsvc.transport.ws.header_ops import resolved_as_dict
@@ -12,9 +12,7 @@ from roomsvc.transport.ws.header_ops import resolved_as_dict
 
 async def resolve_headers(request: web.Request) -> web.Response:
     principal = caller(request)
-    service = request.app[SERVICES].headers
-    if service is None:
-        raise DependencyMissing("header injection is not enabled on this server")
+    service = request.app[SERVICES].require_headers()
     body = await json_body(request)
     specs = body.get("header_secrets")
     if not isinstance(specs, list):

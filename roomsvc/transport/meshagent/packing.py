@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from roomsvc.errors import InvalidRequest
+from roomsvc.transport import strict_json
 
 LENGTH_BYTES = 8
 MESHAGENT_KEY = "__meshagent__"
-MAX_DEPTH = 32
 
 
 # -- packed payloads ---------------------------------------------------------------------
@@ -49,45 +49,11 @@ def unpack(payload: bytes) -> tuple[dict[str, Any], bytes]:
     end = LENGTH_BYTES + size
     if end > len(payload):
         raise InvalidRequest(f"the header length {size} exceeds the payload")
-    header = _loads(payload[LENGTH_BYTES:end])
+    header = strict_json.loads(payload[LENGTH_BYTES:end], what="payload header")
     if not isinstance(header, dict):
         raise InvalidRequest("a payload header must be a JSON object")
     header.pop(MESHAGENT_KEY, None)
     return header, payload[end:]
-
-
-def _loads(raw: bytes) -> Any:
-    try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except UnicodeDecodeError:
-        raise InvalidRequest("a payload header is not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"invalid JSON header at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise InvalidRequest(f"a payload header nests deeper than {MAX_DEPTH} levels") from None
-    _check_depth(value, 0)
-    return value
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise InvalidRequest(f"duplicate key {key[:40]!r} in a payload header")
-        out[key] = value
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise InvalidRequest(f"{name} is not valid JSON")
-
-
-def _check_depth(value: Any, level: int) -> None:
-    if level > MAX_DEPTH:
-        raise InvalidRequest(f"a payload header nests deeper than {MAX_DEPTH} levels")
-    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    for child in children:
-        _check_depth(child, level + 1)
 
 
 # -- contents ---------------------------------------------------------------------------

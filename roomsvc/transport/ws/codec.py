@@ -1,8 +1,7 @@
 """The native protocol's JSON codec: strict parsing in, frames out.
 
-Incoming text frames must hold one JSON object with a string ``type``; duplicate keys,
-NaN/Infinity and nesting deeper than :data:`MAX_DEPTH` are refused, so two parsers can
-never read one message differently.
+Incoming text frames must hold one JSON object with a string ``type``, parsed strictly
+(:mod:`roomsvc.transport.strict_json`).
 """
 
 from __future__ import annotations
@@ -22,34 +21,7 @@ from roomsvc.domain.events import (
     RoomEvent,
 )
 from roomsvc.errors import InvalidRequest
-
-MAX_DEPTH = 32
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise InvalidRequest(f"duplicate key {key[:40]!r} in message")
-        out[key] = value
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise InvalidRequest(f"{name} is not valid JSON")
-
-
-def _depth(value: Any, level: int = 0) -> int:
-    if level > MAX_DEPTH:
-        raise InvalidRequest(f"message nests deeper than {MAX_DEPTH} levels")
-    if isinstance(value, dict):
-        for v in value.values():
-            _depth(v, level + 1)
-    elif isinstance(value, list):
-        for v in value:
-            _depth(v, level + 1)
-    return level
-
+from roomsvc.transport import strict_json
 
 def decode(text: str) -> dict[str, Any]:
     """Parse one client message.
@@ -57,15 +29,9 @@ def decode(text: str) -> dict[str, Any]:
     Raises:
         InvalidRequest: not JSON, not an object, or no string ``type``.
     """
-    try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise InvalidRequest(f"message nests deeper than {MAX_DEPTH} levels") from None
+    value = strict_json.loads(text)
     if not isinstance(value, dict):
         raise InvalidRequest("a message must be a JSON object")
-    _depth(value)
     kind = value.get("type")
     if not isinstance(kind, str) or not kind:
         raise InvalidRequest("a message needs a string 'type'")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from roomsvc.errors import DependencyMissing, InvalidRequest
+from roomsvc.errors import InvalidRequest
 from roomsvc.transport.ws.ops import Context, op
 
 
@@ -19,9 +19,7 @@ def resolved_as_dict(header: Any) -> dict[str, Any]:
 
 @op("headers.resolve")
 async def headers_resolve(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
-    service = ctx.services.headers
-    if service is None:
-        raise DependencyMissing("header injection is not enabled on this server")
+    service = ctx.services.require_headers()
     specs = data.get("header_secrets")
     if not isinstance(specs, list):
         raise InvalidRequest("'header_secrets' must be a list of HEADER:FORMAT strings")

@@ -9,23 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from roomsvc.domain.oauth_service import OAuthService
-from roomsvc.domain.secret_requests import SecretRequestService
-from roomsvc.errors import DependencyMissing, InvalidRequest
+from roomsvc.errors import InvalidRequest
 from roomsvc.transport.ws import codec
 from roomsvc.transport.ws.ops import Context, _opt_str, _str, op
-
-
-def _oauth(ctx: Context) -> OAuthService:
-    if ctx.services.oauth is None:
-        raise DependencyMissing("this server has no OAuth service")
-    return ctx.services.oauth
-
-
-def _requests(ctx: Context) -> SecretRequestService:
-    if ctx.services.secret_requests is None:
-        raise DependencyMissing("this server has no secret requests service")
-    return ctx.services.secret_requests
 
 
 def _timeout(data: dict[str, Any]) -> float | None:
@@ -57,7 +43,7 @@ def _participant_id(data: dict[str, Any]) -> str:
 
 @op("secrets.request_oauth_token")
 async def request_oauth_token(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
-    grant = await _oauth(ctx).request_token(
+    grant = await ctx.services.require_oauth().request_token(
         ctx.participant, from_participant_id=_participant_id(data), delegate_to=_opt_str(data, "delegate_to"),
         timeout=_timeout(data), redirect_uri=_opt_str(data, "redirect_uri"), **_client(data),
     )
@@ -66,7 +52,7 @@ async def request_oauth_token(ctx: Context, data: dict[str, Any]) -> dict[str, A
 
 @op("secrets.get_offline_oauth_token")
 async def get_offline_oauth_token(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
-    grant = await _oauth(ctx).offline_token(
+    grant = await ctx.services.require_oauth().offline_token(
         ctx.participant.principal, ctx.room, delegated_to=_opt_str(data, "delegated_to"),
         delegated_by=_opt_str(data, "delegated_by"), **_client(data),
     )
@@ -78,11 +64,11 @@ async def provide_oauth_authorization(ctx: Context, data: dict[str, Any]) -> dic
     request_id = _str(data, "request_id")
     assert request_id is not None
     if data.get("error"):
-        await _oauth(ctx).reject_authorization(ctx.participant, request_id, _opt_str(data, "error"))
+        await ctx.services.require_oauth().reject_authorization(ctx.participant, request_id, _opt_str(data, "error"))
         return {}
     code = _str(data, "code")
     assert code is not None
-    await _oauth(ctx).provide_authorization(ctx.participant, request_id, code)
+    await ctx.services.require_oauth().provide_authorization(ctx.participant, request_id, code)
     return {}
 
 
@@ -90,7 +76,7 @@ async def provide_oauth_authorization(ctx: Context, data: dict[str, Any]) -> dic
 async def reject_oauth_authorization(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     request_id = _str(data, "request_id")
     assert request_id is not None
-    await _oauth(ctx).reject_authorization(ctx.participant, request_id, _opt_str(data, "error"))
+    await ctx.services.require_oauth().reject_authorization(ctx.participant, request_id, _opt_str(data, "error"))
     return {}
 
 
@@ -101,7 +87,7 @@ async def reject_oauth_authorization(ctx: Context, data: dict[str, Any]) -> dict
 async def request_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     url = _str(data, "url")
     assert url is not None
-    provided = await _requests(ctx).request(
+    provided = await ctx.services.require_secret_requests().request(
         ctx.participant, url=url, type=_opt_str(data, "type"), from_participant_id=_participant_id(data),
         timeout=_timeout(data), delegate_to=_opt_str(data, "delegate_to"),
     )
@@ -113,7 +99,7 @@ async def provide_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     request_id = _str(data, "request_id")
     assert request_id is not None
     if data.get("error"):
-        _requests(ctx).reject(ctx.participant, request_id, _opt_str(data, "error"))
+        ctx.services.require_secret_requests().reject(ctx.participant, request_id, _opt_str(data, "error"))
         return {}
     sources = [k for k in ("value", "text") if data.get(k) is not None]
     if len(sources) != 1:
@@ -126,7 +112,7 @@ async def provide_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         decoded = codec.unb64(data["value"], "value", limit=ctx.services.secrets.max_value_size + 1)
         assert decoded is not None
         value = decoded
-    _requests(ctx).provide(ctx.participant, request_id, value)
+    ctx.services.require_secret_requests().provide(ctx.participant, request_id, value)
     return {}
 
 
@@ -134,7 +120,7 @@ async def provide_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 async def reject_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     request_id = _str(data, "request_id")
     assert request_id is not None
-    _requests(ctx).reject(ctx.participant, request_id, _opt_str(data, "error"))
+    ctx.services.require_secret_requests().reject(ctx.participant, request_id, _opt_str(data, "error"))
     return {}
 
 
@@ -142,7 +128,7 @@ async def reject_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 async def delete_requested_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     url = _str(data, "url")
     assert url is not None
-    record = await _requests(ctx).delete_requested(
+    record = await ctx.services.require_secret_requests().delete_requested(
         ctx.participant.principal, ctx.room, url=url, type=_opt_str(data, "type"),
         delegated_to=_opt_str(data, "delegated_to"),
     )
