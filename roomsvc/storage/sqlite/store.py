@@ -43,6 +43,11 @@ logging.getLogger("aiosqlite").setLevel(logging.INFO)
 T = TypeVar("T")
 Job = Callable[[aiosqlite.Connection], Awaitable[Any]]
 
+#: every table holding envelope-encrypted values (kek_id, wrapped_dek, ciphertext): key
+#: rotation re-wraps them all and a key is retired only when none of them uses it
+ENVELOPE_TABLES = ("room_secret_versions", "project_secrets", "oauth_flows")
+_KEY_USES_SQL = "SELECT " + " + ".join(f"(SELECT count(*) FROM {t} WHERE kek_id = ?)" for t in ENVELOPE_TABLES)
+
 _SECRET_COLS = "room, owner, secret_id, delegated_to, type, name, kind, version, created_at, updated_at"
 
 
@@ -443,18 +448,18 @@ class SqliteStore:
 
     async def count_key_uses(self, key_id: str) -> int:
         rows = await self._read(
-            "SELECT (SELECT count(*) FROM room_secret_versions WHERE kek_id = ?) + "
-            "(SELECT count(*) FROM project_secrets WHERE kek_id = ?)",
-            (key_id, key_id),
+            _KEY_USES_SQL,
+            (key_id,) * len(ENVELOPE_TABLES),
         )
         return int(rows[0][0])
 
     async def blobs_using(self, key_id: str, *, batch: int) -> AsyncIterator[list[RewrapItem]]:
-        for table in ("room_secret_versions", "project_secrets"):
+        for table in ENVELOPE_TABLES:
             last = 0
             while True:
                 rows = await self._read(
-                    f"SELECT pk, kek_id, wrapped_dek, ciphertext FROM {table} WHERE kek_id = ? AND pk > ? ORDER BY pk LIMIT ?",
+                    f"SELECT rowid, kek_id, wrapped_dek, ciphertext FROM {table} "
+                    "WHERE kek_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
                     (key_id, last, batch),
                 )
                 if not rows:
@@ -466,10 +471,10 @@ class SqliteStore:
         async def job(db: aiosqlite.Connection) -> int:
             changed = 0
             for item, blob in items:
-                if item.table not in ("room_secret_versions", "project_secrets"):
+                if item.table not in ENVELOPE_TABLES:
                     raise ValueError(item.table)
                 cursor = await db.execute(
-                    f"UPDATE {item.table} SET kek_id = ?, wrapped_dek = ? WHERE pk = ? AND kek_id = ? AND wrapped_dek = ?",
+                    f"UPDATE {item.table} SET kek_id = ?, wrapped_dek = ? WHERE rowid = ? AND kek_id = ? AND wrapped_dek = ?",
                     (blob.kek_id, blob.wrapped_dek, item.row_id, item.blob.kek_id, item.blob.wrapped_dek),
                 )
                 changed += cursor.rowcount
@@ -518,9 +523,8 @@ async def _insert_audit(db: aiosqlite.Connection, records: Sequence[AuditRecord]
 async def _key_uses(db: aiosqlite.Connection, key_id: str) -> int:
     row = await (
         await db.execute(
-            "SELECT (SELECT count(*) FROM room_secret_versions WHERE kek_id = ?) + "
-            "(SELECT count(*) FROM project_secrets WHERE kek_id = ?)",
-            (key_id, key_id),
+            _KEY_USES_SQL,
+            (key_id,) * len(ENVELOPE_TABLES),
         )
     ).fetchone()
     return int(row[0]) if row else 0
