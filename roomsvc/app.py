@@ -38,6 +38,7 @@ from roomsvc.transport.http.keys import CONNECTIONS, METRICS, READY, SERVICES
 from roomsvc.transport.http.middleware import AccessLogger, errors_middleware
 from roomsvc.transport.http.routes import add_routes
 from roomsvc.transport.metrics import Metrics
+from roomsvc.transport.ws.connection import Connection
 from roomsvc.transport.ws.native import NativeHandler
 from roomsvc.transport.meshagent.accounts import RoomConnectHandler
 from roomsvc.transport.meshagent.handler import MeshAgentHandler
@@ -180,7 +181,7 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
         client_max_size=settings.websocket.max_message_size * 2,
     )
     metrics = Metrics()
-    connections: set = set()
+    connections: set[Connection] = set()
     app[SERVICES] = runtime.services
     app[METRICS] = metrics
     app[CONNECTIONS] = connections
@@ -197,7 +198,9 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
 
     async def close_connections(app: web.Application) -> None:
         app[READY]["ready"] = False
-        for conn in list(app[CONNECTIONS]):
+        # a name first: inside list(...) mypy would look the key up as AppKey[Iterable[...]]
+        open_now: set[Connection] = app[CONNECTIONS]
+        for conn in list(open_now):
             await conn.close(WSCloseCode.GOING_AWAY, "server shutting down")
 
     async def close_store(app: web.Application) -> None:

@@ -261,6 +261,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
             raise ConfigError(key, f"expected a list of strings, got {value!r}")
         return tuple(i.strip() for i in items if i.strip())
+    out: int | float
     try:
         if kind is bool:
             if isinstance(value, bool):
@@ -310,9 +311,9 @@ def _validate(s: Settings) -> None:
     ):
         if value < 1:
             raise ConfigError(key, "must be at least 1")
-    for key, value in (("oauth.state_ttl", s.oauth.state_ttl), ("oauth.flow_timeout", s.oauth.flow_timeout),
-                       ("oauth.http_timeout", s.oauth.http_timeout), ("oauth.max_response_size", s.oauth.max_response_size)):
-        if value <= 0:
+    for key, amount in (("oauth.state_ttl", s.oauth.state_ttl), ("oauth.flow_timeout", s.oauth.flow_timeout),
+                        ("oauth.http_timeout", s.oauth.http_timeout), ("oauth.max_response_size", s.oauth.max_response_size)):
+        if amount <= 0:
             raise ConfigError(key, "must be above 0")
     if s.oauth.flow_timeout > s.oauth.max_flow_timeout:
         raise ConfigError("oauth.flow_timeout", "must not exceed oauth.max_flow_timeout")

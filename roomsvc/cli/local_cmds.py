@@ -7,8 +7,10 @@ import asyncio
 import json
 import sys
 import time
+from typing import Any
 
 from roomsvc.app import key_sources
+from roomsvc.config import Settings
 from roomsvc.crypto.keys import api_key_for, read_signing_keyring
 from roomsvc.crypto.tokens import SigningKeyring, mint
 from roomsvc.domain.principal import build_claims
@@ -16,7 +18,7 @@ from roomsvc.errors import ConfigError, InvalidRequest
 from roomsvc.logs import setup_logging
 
 
-def _settings(args: argparse.Namespace, **overrides: object):
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
     from roomsvc.cli.main import settings_from
 
     return settings_from(args, **overrides)
@@ -30,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return asyncio.run(serve(settings))
 
 
-def _keyring(args: argparse.Namespace) -> tuple[SigningKeyring, object]:
+def _keyring(args: argparse.Namespace) -> tuple[SigningKeyring, Settings]:
     settings = _settings(args)
     keyring = read_signing_keyring(key_sources(settings))
     if keyring is None:
@@ -44,6 +46,7 @@ def _keyring(args: argparse.Namespace) -> tuple[SigningKeyring, object]:
 
 def cmd_token(args: argparse.Namespace) -> int:
     keyring, settings = _keyring(args)
+    api: dict[str, dict[str, Any]]
     if args.operator:
         if args.room:
             raise InvalidRequest("an operator token has no room; drop --room or --operator")

@@ -85,13 +85,13 @@ class TokenVerifier:
         key = self._keyring.find(kid)
         if key is None:
             raise Unauthenticated("token signed with an unknown key")
-        options: dict[str, Any] = {"require": ["exp"] if self._require_exp else [], "verify_aud": False, "verify_iss": False}
         try:
             claims = jwt.decode(
                 token,
                 key.secret,
                 algorithms=[ALGORITHM],
-                options=options,
+                # a literal, so mypy checks it against PyJWT's ``Options`` TypedDict
+                options={"require": ["exp"] if self._require_exp else [], "verify_aud": False, "verify_iss": False},
                 leeway=self._leeway,
             )
         except jwt.ExpiredSignatureError:

@@ -17,9 +17,16 @@ if TYPE_CHECKING:
 
 
 class _Place(Protocol):
-    room: str
-    owner: str
-    id: str
+    """Where an audited operation happened; read only, and any part may be unknown."""
+
+    @property
+    def room(self) -> str | None: ...
+
+    @property
+    def owner(self) -> str | None: ...
+
+    @property
+    def id(self) -> str: ...
 
 
 class Auditor:

@@ -112,12 +112,15 @@ class HeaderService:
         return out
 
     async def _lookup(self, caller: Principal, room: str, key: str, for_identity: str | None, channel: str) -> _Value:
-        attempts: list[dict[str, str | None]] = [{"secret_id": key, "for_identity": for_identity}]
+        # (delegated_to, for_identity) of each place to try, in order
+        attempts: list[tuple[str | None, str | None]] = [(None, for_identity)]
         if not for_identity or for_identity == caller.identity:
-            attempts.append({"secret_id": key, "delegated_to": caller.identity})
-        for kwargs in attempts:
+            attempts.append((caller.identity, None))
+        for delegated_to, owner in attempts:
             try:
-                record, value = await self._secrets.get(caller, room, channel=channel, action="use", **kwargs)
+                record, value = await self._secrets.get(
+                    caller, room, secret_id=key, delegated_to=delegated_to, for_identity=owner, channel=channel, action="use"
+                )
             except NotFound:
                 continue
             return await self._value(caller, key, record, value, channel)

@@ -22,7 +22,7 @@ import asyncio
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NoReturn
 
 from roomsvc.clock import Clock
 from roomsvc.domain.audit import Auditor
@@ -373,7 +373,7 @@ class ConsentFlows:
             return str(sub)[:256] if sub is not None else ""
         return ""
 
-    async def _fail(self, flow: Flow, error: RoomsvcError, status: FlowStatus = FlowStatus.FAILED) -> None:
+    async def _fail(self, flow: Flow, error: RoomsvcError, status: FlowStatus = FlowStatus.FAILED) -> NoReturn:
         """End the flow and raise ``error`` (the requester hears the same)."""
         await self._end(flow, status, error.name, error)
         raise error

@@ -103,7 +103,7 @@ class OAuthCredential:
         if not isinstance(data, dict):
             raise InvalidRequest("the stored OAuth credential is not an object")
         known = {f for f in cls.__dataclass_fields__}
-        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+        values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
         return cls(**values)
 
     # -- rules ----------------------------------------------------------------------------

@@ -211,14 +211,16 @@ class RoomService:
 
     # -- messages -------------------------------------------------------------------
 
+    # ``message_type`` and a call's ``method`` are whatever the client sent: _check_type checks them
+
     def send(
-        self, sender: Participant, to: str, message_type: str, body: Any, attachment: bytes | None = None
+        self, sender: Participant, to: str, message_type: object, body: Any, attachment: bytes | None = None
     ) -> None:
         target = self.find(sender.room, to)
         target.sink.deliver(MessageReceived(sender.info(), _check_type(message_type), body, attachment))
 
     def broadcast(
-        self, sender: Participant, message_type: str, body: Any, attachment: bytes | None = None
+        self, sender: Participant, message_type: object, body: Any, attachment: bytes | None = None
     ) -> int:
         event = MessageReceived(sender.info(), _check_type(message_type), body, attachment, broadcast=True)
         return self._fan_out(sender, event)
@@ -237,7 +239,7 @@ class RoomService:
 
     # -- calls between participants ------------------------------------------------------
 
-    async def call(self, caller: Participant, to: str, method: str, body: Any, *, timeout: float) -> Any:
+    async def call(self, caller: Participant, to: str, method: object, body: Any, *, timeout: float) -> Any:
         """Ask another participant and wait for its answer.
 
         Raises:

@@ -15,6 +15,7 @@ Values are :class:`~roomsvc.ids.SecretBytes` and are encrypted through the
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import dataclass
 from typing import Protocol
@@ -254,7 +255,7 @@ class SecretService:
         delegated_to: str | None = None,
         for_identity: str | None = None,
         channel: str,
-    ) -> list[tuple[int, float]]:
+    ) -> builtins.list[tuple[int, float]]:  # ``list`` in this class body is the method above
         addr = await self._writable(caller, room, secret_id, delegated_to, for_identity, "versions", channel)
         found = await self._store.list_versions(addr.room, addr.owner, addr.id, addr.delegated_to)
         if not found:

@@ -67,8 +67,8 @@ CLOSE_CODES: dict[int, str] = {
 
 def wire_error(exc: e.RoomsvcError) -> WireError:
     for cls in type(exc).__mro__:
-        if cls in ERROR_TABLE:
-            return ERROR_TABLE[cls]  # type: ignore[index]
+        if issubclass(cls, e.RoomsvcError) and cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]
     return ERROR_TABLE[e.RoomsvcError]
 
 

@@ -192,16 +192,16 @@ class SqliteStore:
                     error.__cause__ = exc
                     future.set_exception(error)
             return
-        for future, result, exc in outcomes:
+        for future, result, failure in outcomes:
             if future.done():
                 continue
-            if exc is None:
+            if failure is None:
                 future.set_result(result)
-            elif isinstance(exc, RoomsvcError):
-                future.set_exception(exc)
+            elif isinstance(failure, RoomsvcError):
+                future.set_exception(failure)
             else:
-                wrapped = StorageError(f"storage error: {type(exc).__name__}")
-                wrapped.__cause__ = exc
+                wrapped = StorageError(f"storage error: {type(failure).__name__}")
+                wrapped.__cause__ = failure
                 future.set_exception(wrapped)
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
@@ -402,7 +402,8 @@ class SqliteStore:
     async def query(
         self, *, room: str | None = None, identity: str | None = None, since: float | None = None, limit: int = 1000
     ) -> list[AuditRecord]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if room is not None:
             where.append("room = ?")
             params.append(room)

@@ -51,6 +51,12 @@ async def list_project_secrets(request: web.Request) -> web.Response:
     return web.json_response({"secrets": [r.as_dict() for r in records]})
 
 
+def _as_sent(body: dict[str, Any], key: str) -> Any:
+    """A field as the client sent it (None when absent), unchecked: the service checks it,
+    after the operator check, so a denial is audited whatever the body holds."""
+    return body.get(key)
+
+
 async def put_project_secret(request: web.Request) -> web.Response:
     principal = caller(request)
     kind = _kind(request)
@@ -58,12 +64,12 @@ async def put_project_secret(request: web.Request) -> web.Response:
     service = request.app[SERVICES].project_secrets
     secret_id = request.match_info["secret_id"]
     if kind == "keys":
-        data = body.get("data")
+        data = _as_sent(body, "data")
         record = await service.put_keys(principal, id=secret_id, data=data, name=opt_str(body, "name"))
     else:
         record = await service.put_pull(
-            principal, id=secret_id, server=body.get("server"), username=body.get("username"),
-            password=body.get("password"), email=opt_str(body, "email"), name=opt_str(body, "name"),
+            principal, id=secret_id, server=_as_sent(body, "server"), username=_as_sent(body, "username"),
+            password=_as_sent(body, "password"), email=opt_str(body, "email"), name=opt_str(body, "name"),
         )
     return web.json_response({"secret": record.as_dict()})
 

@@ -8,6 +8,7 @@ each request as its own task; replies carry the request ``id``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from typing import Any, Awaitable, Callable
@@ -169,11 +170,10 @@ class NativeHandler:
                     await conn.close(WSCloseCode.POLICY_VIOLATION, "too many invalid messages")
                     return
                 continue
+            # partial binds this message's values now: the work runs after the loop moved on
             conn.spawn(
-                lambda op=op, frame=frame, rid=request_id: self._run(conn, ctx, op, frame, rid),
-                lambda rid=request_id: self._reply_error(
-                    conn, rid, Overloaded(f"more than {self.s.ws.max_concurrent_requests} requests in flight")
-                ),
+                functools.partial(self._run, conn, ctx, op, frame, request_id),
+                functools.partial(self._overloaded, conn, request_id),
             )
         if conn.ws.exception() is not None:
             log.info("websocket closed with error: %s", type(conn.ws.exception()).__name__)
@@ -200,6 +200,9 @@ class NativeHandler:
             return
         if request_id is not None:
             conn.send_nowait(codec.encode({"type": "response", "id": request_id, "ok": True, "data": result or {}}))
+
+    def _overloaded(self, conn: Connection, request_id: Any) -> None:
+        self._reply_error(conn, request_id, Overloaded(f"more than {self.s.ws.max_concurrent_requests} requests in flight"))
 
     def _reply_error(self, conn: Connection, request_id: Any, exc: RoomsvcError) -> None:
         self.metrics.errors.labels(str(wire_error(exc).code)).inc()

@@ -41,10 +41,8 @@ def op(name: str) -> Callable[[Op], Op]:
     return register
 
 
-def _str(data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+def _str(data: dict[str, Any], key: str) -> str:
     value = data.get(key)
-    if value is None and not required:
-        return None
     if not isinstance(value, str) or not value:
         raise InvalidRequest(f"'{key}' must be a non-empty string")
     return value
