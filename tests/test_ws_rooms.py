@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 
 import aiohttp
 import pytest
@@ -27,6 +28,8 @@ async def test_three_participants_see_each_other_message_and_leave(server: Serve
         assert (await alice.next_event("participant.joined"))["data"]["identity"] == "bob"
         joined_carol = (await alice.next_event("participant.joined"))["data"]
         assert joined_carol == {"id": carol.participant_id, "identity": "carol", "role": "tool", "attributes": {}}
+        # ids are hex: never starting with '-', they can be passed as command-line arguments
+        assert all(re.fullmatch(r"[0-9a-f]{24}", c.participant_id) for c in (alice, bob, carol))
         assert (await bob.next_event("participant.joined"))["data"]["identity"] == "carol"
         listed = await alice.request("participants.list")
         assert {p["identity"] for p in listed["participants"]} == {"alice", "bob", "carol"}

@@ -153,7 +153,8 @@ class RoomService:
                 f"identity {principal.identity!r} already has {self._max_per_identity} connections"
             )
         participant = Participant(
-            id=ParticipantId(secrets.token_urlsafe(12)),
+            # hex, never starting with '-', so an id can be passed as a command-line argument
+            id=ParticipantId(secrets.token_hex(12)),
             room=room,
             principal=principal,
             sink=sink,
