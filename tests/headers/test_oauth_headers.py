@@ -4,55 +4,19 @@ front of the provider's userinfo endpoint keeps answering 200 across token expir
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import sqlite3
 
 import aiohttp
 
-from roomsvc.crypto.envelope import EnvelopeCipher, MasterKey
-from roomsvc.domain.ports import EncryptedBlob
-from roomsvc.domain.secrets import secret_aad
-from roomsvc.storage.sqlite.store import _secret_record
 from tests.headers.test_header_injection import Proxy
 from tests.oauth.conftest import ACCESS_TOKEN_TTL, OAuthEnv
-from tests.oauth.flows import run_flow
+from tests.oauth.flows import rewrite_credential, run_flow
 
 ROOM = "room1"
 
 
-def poison_access_token(server, owner: str, secret_id: str = "oidc") -> None:
-    """White box: rewrite the stored credential in the database file (as an attacker with
-    write access to storage, or a broken provider, would leave it) with CR/LF in its token."""
-    data = server.data_dir
-    master = MasterKey(base64.b64decode((data / "master.key").read_text().strip()))
-    db = sqlite3.connect(data / "roomsvc.db")
-    try:
-        cipher = EnvelopeCipher()
-        for kid, wrapped, active in db.execute("SELECT id, wrapped, active FROM keys"):
-            cipher.add_key(kid, master.unwrap(kid, bytes(wrapped)), active=bool(active))
-        row = db.execute(
-            "SELECT s.room, s.owner, s.secret_id, s.delegated_to, s.type, s.name, s.kind, s.version, s.created_at, "
-            "s.updated_at, v.kek_id, v.wrapped_dek, v.ciphertext, v.pk FROM room_secrets s JOIN room_secret_versions v "
-            "ON v.secret_pk = s.pk AND v.version = s.version WHERE s.room = ? AND s.owner = ? AND s.secret_id = ?",
-            (ROOM, owner, secret_id),
-        ).fetchone()
-        record = _secret_record(row[:10])
-        value = json.loads(cipher.decrypt(EncryptedBlob(row[10], bytes(row[11]), bytes(row[12])), secret_aad(record)))
-        value["access_token"] = value["access_token"] + "\r\nSet-Cookie: stolen=1"
-        blob = cipher.encrypt(json.dumps(value).encode(), secret_aad(record))
-        with db:
-            db.execute("UPDATE room_secret_versions SET kek_id = ?, wrapped_dek = ?, ciphertext = ? WHERE pk = ?",
-                       (blob.kek_id, blob.wrapped_dek, blob.ciphertext, row[13]))
-    finally:
-        db.close()
-
-
 async def test_proxy_in_front_of_userinfo_survives_token_expiry(oauth_env: OAuthEnv, browser: aiohttp.ClientSession) -> None:
-    tool_id, person_id = oauth_env.ids("toolkit", "erin")
-    tool = await oauth_env.connect(tool_id, role="tool")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("erin", agent_name="toolkit", agent_role="tool") as (tool_id, person_id, tool, person):
         # the person grants the toolkit a credential (stored as the toolkit's room secret)
         grant, _ = await run_flow(browser, tool, person, person_id, delegate_to=tool_id)
         assert grant["credential"]["owner"] == tool_id
@@ -86,7 +50,10 @@ async def test_proxy_in_front_of_userinfo_survives_token_expiry(oauth_env: OAuth
         assert status == 200 and info["sub"] == person_id
 
         # a stored access token with CR/LF in it is refused at render time, naming only the placeholder
-        poison_access_token(oauth_env.server, tool_id)
+        def poison(credential: dict) -> None:
+            credential["access_token"] += "\r\nSet-Cookie: stolen=1"
+
+        rewrite_credential(oauth_env.server, ROOM, tool_id, poison)
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{oauth_env.server.url}/v1/rooms/{ROOM}/headers",
                                     json={"header_secrets": ["Authorization:Bearer {oidc}"]},
@@ -95,18 +62,12 @@ async def test_proxy_in_front_of_userinfo_survives_token_expiry(oauth_env: OAuth
                 error = (await r.json())["error"]
         assert "{oidc}" in error["message"] and "control characters" in error["message"]
         assert "Set-Cookie" not in json.dumps(error)
-    finally:
-        await tool.close()
-        await person.close()
 
 
 async def test_a_proxy_for_a_connector_credential_refuses_hosts_outside_its_allow_list(
     oauth_env: OAuthEnv, browser: aiohttp.ClientSession
 ) -> None:
-    tool_id, person_id = oauth_env.ids("toolkit", "frank")
-    tool = await oauth_env.connect(tool_id, role="tool")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("frank", agent_name="toolkit", agent_role="tool") as (tool_id, person_id, tool, person):
         await run_flow(browser, tool, person, person_id, delegate_to=tool_id)
         token = oauth_env.server.token(tool_id, ROOM, api=("secrets",), role="tool")
         # the connector allows 127.0.0.1 only; "localhost" is another host name
@@ -118,6 +79,3 @@ async def test_a_proxy_for_a_connector_credential_refuses_hosts_outside_its_allo
                 assert "may not be sent to localhost" in (await r.json())["error"]["message"]
         finally:
             proxy.stop()
-    finally:
-        await tool.close()
-        await person.close()

@@ -9,6 +9,7 @@ ROOMSVC_TEST_REQUIRE_ALL=1) with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -112,6 +113,19 @@ class OAuthEnv:
     async def userinfo(self, token: str) -> tuple[int, Any]:
         async with aiohttp.ClientSession() as s, s.get(f"{self.issuer}/me", headers={"Authorization": f"Bearer {token}"}) as r:
             return r.status, await r.json(content_type=None)
+
+    @contextlib.asynccontextmanager
+    async def agent_and_person(self, person_name: str, *, agent_name: str = "agent", agent_role: str = "agent",
+                               ) -> AsyncIterator[tuple[str, str, NativeClient, NativeClient]]:
+        """A fresh agent and person connected to the main server; both closed at the end."""
+        agent_id, person_id = self.ids(agent_name, person_name)
+        agent = await self.connect(agent_id, role=agent_role)
+        person = await self.connect(person_id)
+        try:
+            yield agent_id, person_id, agent, person
+        finally:
+            await agent.close()
+            await person.close()
 
     async def connect(self, identity: str, *, server: Server | None = None, room: str = "room1",
                       api: dict[str, Any] | None = None, role: str = "user") -> NativeClient:

@@ -77,37 +77,67 @@ async def error_of(coro: Any) -> str:
     raise AssertionError("the request succeeded")
 
 
+def _credential_row(server: Any, room: str, owner: str, secret_id: str, *, writable: bool = False) -> tuple[Any, Any, Any, Any]:
+    """White box: open the server's database and keyring (with its master key); return
+    (connection, cipher, record, row) for the current version of one credential."""
+    import base64 as b64
+    import sqlite3
+
+    from roomsvc.crypto.envelope import EnvelopeCipher, MasterKey
+    from roomsvc.storage.sqlite.store import _secret_record
+
+    data = server.data_dir
+    master = MasterKey(b64.b64decode((data / "master.key").read_text().strip()))
+    db = sqlite3.connect(data / "roomsvc.db") if writable else sqlite3.connect(f"file:{data / 'roomsvc.db'}?mode=ro", uri=True)
+    cipher = EnvelopeCipher()
+    for kid, wrapped, active in db.execute("SELECT id, wrapped, active FROM keys"):
+        cipher.add_key(kid, master.unwrap(kid, bytes(wrapped)), active=bool(active))
+    row = db.execute(
+        "SELECT s.room, s.owner, s.secret_id, s.delegated_to, s.type, s.name, s.kind, s.version, s.created_at, "
+        "s.updated_at, v.kek_id, v.wrapped_dek, v.ciphertext, v.pk FROM room_secrets s JOIN room_secret_versions v "
+        "ON v.secret_pk = s.pk AND v.version = s.version WHERE s.room = ? AND s.owner = ? AND s.secret_id = ?",
+        (room, owner, secret_id),
+    ).fetchone()
+    return db, cipher, _secret_record(row[:10]), row
+
+
+def _decrypt(cipher: Any, record: Any, row: Any) -> dict[str, Any]:
+    import json as js
+
+    from roomsvc.domain.ports import EncryptedBlob
+    from roomsvc.domain.secrets import secret_aad
+
+    return dict(js.loads(cipher.decrypt(EncryptedBlob(row[10], bytes(row[11]), bytes(row[12])), secret_aad(record))))
+
+
 def read_credential(server: Any, room: str, owner: str, secret_id: str = "oidc") -> dict[str, Any]:
     """White box: the stored credential (refresh token included), decrypted with the
     server's master key from a read-only connection. Stands in for "the person looks
     at the grant in the provider's account page" in tests that revoke it there."""
-    import base64 as b64
-    import json as js
-    import sqlite3
-
-    from roomsvc.crypto.envelope import EnvelopeCipher, MasterKey
-    from roomsvc.domain.ports import EncryptedBlob
-    from roomsvc.storage.sqlite.store import _secret_record
-    from roomsvc.domain.secrets import secret_aad
-
-    data = server.data_dir
-    master = MasterKey(b64.b64decode((data / "master.key").read_text().strip()))
-    db = sqlite3.connect(f"file:{data / 'roomsvc.db'}?mode=ro", uri=True)
+    db, cipher, record, row = _credential_row(server, room, owner, secret_id)
     try:
-        cipher = EnvelopeCipher()
-        for kid, wrapped, active in db.execute("SELECT id, wrapped, active FROM keys"):
-            cipher.add_key(kid, master.unwrap(kid, bytes(wrapped)), active=bool(active))
-        row = db.execute(
-            "SELECT s.room, s.owner, s.secret_id, s.delegated_to, s.type, s.name, s.kind, s.version, s.created_at, "
-            "s.updated_at, v.kek_id, v.wrapped_dek, v.ciphertext FROM room_secrets s JOIN room_secret_versions v "
-            "ON v.secret_pk = s.pk AND v.version = s.version WHERE s.room = ? AND s.owner = ? AND s.secret_id = ?",
-            (room, owner, secret_id),
-        ).fetchone()
+        return _decrypt(cipher, record, row)
     finally:
         db.close()
-    record = _secret_record(row[:10])
-    value = cipher.decrypt(EncryptedBlob(row[10], bytes(row[11]), bytes(row[12])), secret_aad(record))
-    return dict(js.loads(value))
+
+
+def rewrite_credential(server: Any, room: str, owner: str, change: Any, secret_id: str = "oidc") -> None:
+    """White box: change the stored credential in place (same version), as someone with
+    write access to the database file, or a broken provider, could leave it."""
+    import json as js
+
+    from roomsvc.domain.secrets import secret_aad
+
+    db, cipher, record, row = _credential_row(server, room, owner, secret_id, writable=True)
+    try:
+        value = _decrypt(cipher, record, row)
+        change(value)
+        blob = cipher.encrypt(js.dumps(value).encode(), secret_aad(record))
+        with db:
+            db.execute("UPDATE room_secret_versions SET kek_id = ?, wrapped_dek = ?, ciphertext = ? WHERE pk = ?",
+                       (blob.kek_id, blob.wrapped_dek, blob.ciphertext, row[13]))
+    finally:
+        db.close()
 
 
 async def revoke_at_provider(issuer: str, token: str, hint: str, client_id: str, client_secret: str) -> int:

@@ -14,10 +14,7 @@ from tests.oauth.flows import ask, consent, error_of, finish, open_link, query, 
 async def test_agent_gets_a_token_the_provider_accepts_and_it_is_stored_for_the_person(
     oauth_env: OAuthEnv, browser: aiohttp.ClientSession
 ) -> None:
-    agent_id, person_id = oauth_env.ids("agent", "alice")
-    agent = await oauth_env.connect(agent_id, role="agent")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("alice") as (agent_id, person_id, agent, person):
         task, push = await ask(agent, person)
         assert push["request"]["connector"] == "oidc"
         assert push["start_url"].startswith(f"{oauth_env.server.url}/oauth/start?t=")
@@ -50,9 +47,6 @@ async def test_agent_gets_a_token_the_provider_accepts_and_it_is_stored_for_the_
         # the person heard that the request ended
         ended = await person.next_event("secrets.request_ended")
         assert ended["data"]["outcome"] == "completed"
-    finally:
-        await agent.close()
-        await person.close()
 
 
 async def test_the_same_agent_reuses_the_token_and_another_agent_makes_the_person_consent_again(
@@ -111,10 +105,7 @@ async def test_delegate_to_stores_the_credential_for_the_delegate(
 async def test_a_person_who_declines_at_the_provider_ends_the_request_with_rejected(
     oauth_env: OAuthEnv, browser: aiohttp.ClientSession
 ) -> None:
-    agent_id, person_id = oauth_env.ids("agent", "dave")
-    agent = await oauth_env.connect(agent_id, role="agent")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("dave") as (agent_id, person_id, agent, person):
         task, push = await ask(agent, person)
         authorize = await open_link(browser, push["start_url"])
         params = query(authorize)
@@ -123,41 +114,26 @@ async def test_a_person_who_declines_at_the_provider_ends_the_request_with_rejec
         assert status == 403 and "declined" in page
         assert await error_of(task) == "rejected"
         assert not await stored(person)
-    finally:
-        await agent.close()
-        await person.close()
 
 
 async def test_a_timeout_ends_the_request_and_kills_the_start_link(
     oauth_env: OAuthEnv, browser: aiohttp.ClientSession
 ) -> None:
-    agent_id, person_id = oauth_env.ids("agent", "erin")
-    agent = await oauth_env.connect(agent_id, role="agent")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("erin") as (agent_id, person_id, agent, person):
         task, push = await ask(agent, person, timeout=0.5)
         assert await error_of(task) == "timeout"
         async with browser.get(push["start_url"], allow_redirects=False) as r:
             assert r.status == 404
         assert (await person.next_event("secrets.request_ended"))["data"]["outcome"] == "expired"
-    finally:
-        await agent.close()
-        await person.close()
 
 
 async def test_a_public_client_connector_with_explicit_endpoints_works_with_pkce_only(
     oauth_env: OAuthEnv, browser: aiohttp.ClientSession
 ) -> None:
-    agent_id, person_id = oauth_env.ids("agent", "fay")
-    agent = await oauth_env.connect(agent_id, role="agent")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("fay") as (agent_id, person_id, agent, person):
         grant, _ = await run_flow(browser, agent, person, person_id, connector="oidc-public")
         assert (await oauth_env.userinfo(grant["access_token"]))[0] == 200
         assert await stored(person, "oidc-public")
-    finally:
-        await agent.close()
-        await person.close()
 
 
 async def test_a_person_consents_in_real_headless_chromium(oauth_env: OAuthEnv) -> None:
@@ -172,10 +148,7 @@ async def test_a_person_consents_in_real_headless_chromium(oauth_env: OAuthEnv) 
     need(Path("/usr/bin/chromium").exists() or shutil.which("chromium") is not None,
          "Debian's chromium is not installed (apt-get install chromium)")
     need((OIDC_DIR / "node_modules" / "playwright-core").is_dir(), "playwright-core missing: run scripts/setup-peers")
-    agent_id, person_id = oauth_env.ids("agent", "lena")
-    agent = await oauth_env.connect(agent_id, role="agent")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("lena") as (agent_id, person_id, agent, person):
         task, push = await ask(agent, person)
         proc = await asyncio.create_subprocess_exec(
             "node", str(Path(__file__).with_name("browser_consent.mjs")), push["start_url"], person_id,
@@ -192,9 +165,6 @@ async def test_a_person_consents_in_real_headless_chromium(oauth_env: OAuthEnv) 
         assert grant["access_token"] not in seen["text"]
         assert (await oauth_env.userinfo(grant["access_token"])) == (200, {"sub": person_id})
         assert await stored(person)
-    finally:
-        await agent.close()
-        await person.close()
 
 
 async def test_no_token_code_state_or_client_secret_reaches_the_server_log(
@@ -203,10 +173,7 @@ async def test_no_token_code_state_or_client_secret_reaches_the_server_log(
     from tests.oauth.conftest import CLIENT_SECRET
     from tests.oauth.flows import read_credential
 
-    agent_id, person_id = oauth_env.ids("agent", "oscar")
-    agent = await oauth_env.connect(agent_id, role="agent")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("oscar") as (agent_id, person_id, agent, person):
         task, push = await ask(agent, person)
         callback = await consent(browser, await open_link(browser, push["start_url"]), person_id)
         assert (await finish(browser, callback))[0] == 200
@@ -223,6 +190,3 @@ async def test_no_token_code_state_or_client_secret_reaches_the_server_log(
         assert "/oauth/callback" in log  # the access log saw the requests...
         for what, value in sentinels.items():
             assert value not in log, f"the {what} is in the server log"  # ...but never their queries
-    finally:
-        await agent.close()
-        await person.close()

@@ -33,10 +33,7 @@ async def _offline(agent: NativeClient, person_id: str) -> dict:
 async def test_the_next_use_after_expiry_refreshes_and_the_new_token_works(
     oauth_env: OAuthEnv, browser: aiohttp.ClientSession
 ) -> None:
-    agent_id, person_id = oauth_env.ids("agent", "gina")
-    agent = await oauth_env.connect(agent_id, role="agent")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("gina") as (agent_id, person_id, agent, person):
         first, _ = await run_flow(browser, agent, person, person_id)
         await asyncio.sleep(EXPIRE)
         before = await oauth_env.stats()
@@ -49,18 +46,12 @@ async def test_the_next_use_after_expiry_refreshes_and_the_new_token_works(
         # the person reading the secret also gets the current access token (and only it)
         value = base64.b64decode((await person.request("secrets.get", {"id": "oidc"}))["value"]).decode()
         assert value == second["access_token"]
-    finally:
-        await agent.close()
-        await person.close()
 
 
 async def test_fifty_concurrent_uses_of_an_expired_credential_refresh_once_and_the_grant_lives(
     oauth_env: OAuthEnv, browser: aiohttp.ClientSession
 ) -> None:
-    agent_id, person_id = oauth_env.ids("agent", "hana")
-    agent = await oauth_env.connect(agent_id, role="agent")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("hana") as (agent_id, person_id, agent, person):
         await run_flow(browser, agent, person, person_id)
         for _ in range(2):  # twice: the refresh token rotated by the first round must still work
             await asyncio.sleep(EXPIRE)
@@ -71,18 +62,12 @@ async def test_fifty_concurrent_uses_of_an_expired_credential_refresh_once_and_t
             assert after["grants_revoked"] == before["grants_revoked"]
             assert len({a["access_token"] for a in answers}) == 1
             assert (await oauth_env.userinfo(answers[0]["access_token"]))[0] == 200
-    finally:
-        await agent.close()
-        await person.close()
 
 
 async def test_a_grant_revoked_at_the_provider_gives_reauth_required_and_the_owner_is_told(
     oauth_env: OAuthEnv, browser: aiohttp.ClientSession
 ) -> None:
-    agent_id, person_id = oauth_env.ids("agent", "ivan")
-    agent = await oauth_env.connect(agent_id, role="agent")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("ivan") as (agent_id, person_id, agent, person):
         task, push = await ask(agent, person)
         callback = await consent(browser, await open_link(browser, push["start_url"]), person_id)
         assert (await finish(browser, callback))[0] == 200
@@ -107,18 +92,12 @@ async def test_a_grant_revoked_at_the_provider_gives_reauth_required_and_the_own
         task, push = await ask(agent, person)
         assert (await finish(browser, await consent(browser, await open_link(browser, push["start_url"]), person_id)))[0] == 200
         assert (await oauth_env.userinfo((await task)["access_token"]))[0] == 200
-    finally:
-        await agent.close()
-        await person.close()
 
 
 async def test_deleting_a_credential_revokes_the_grant_at_the_provider(
     oauth_env: OAuthEnv, browser: aiohttp.ClientSession
 ) -> None:
-    agent_id, person_id = oauth_env.ids("agent", "judy")
-    agent = await oauth_env.connect(agent_id, role="agent")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("judy") as (agent_id, person_id, agent, person):
         grant, _ = await run_flow(browser, agent, person, person_id)
         before = await oauth_env.stats()
         assert (await person.request("secrets.delete", {"id": "oidc"}))["deleted"] == "oidc"
@@ -128,6 +107,3 @@ async def test_deleting_a_credential_revokes_the_grant_at_the_provider(
         # revoking the refresh token took its access tokens with it
         assert (await oauth_env.userinfo(grant["access_token"]))[0] == 401
         assert not await stored(person)
-    finally:
-        await agent.close()
-        await person.close()

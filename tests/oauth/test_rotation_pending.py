@@ -19,10 +19,7 @@ async def test_a_consent_pending_across_rotation_and_retirement_completes(oauth_
     async def cli(*args: str):  # off the event loop, so the clients keep answering heartbeats
         return await asyncio.to_thread(server.cli, *args, token=operator)
 
-    agent_id, person_id = oauth_env.ids("agent", "rita")
-    agent = await oauth_env.connect(agent_id, role="agent")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("rita") as (agent_id, person_id, agent, person):
         task, push = await ask(agent, person)
         old_keys = {k["id"] for k in json.loads((await cli("keys", "status")).stdout)}
 
@@ -40,6 +37,3 @@ async def test_a_consent_pending_across_rotation_and_retirement_completes(oauth_
         grant = await task
         status, info = await oauth_env.userinfo(grant["access_token"])
         assert status == 200 and info["sub"] == person_id
-    finally:
-        await agent.close()
-        await person.close()

@@ -74,10 +74,7 @@ async def test_delegate_to_stores_the_answer_for_the_delegate(oauth_env: OAuthEn
 
 
 async def test_a_rejected_request_and_a_timeout_end_with_typed_errors(oauth_env: OAuthEnv) -> None:
-    agent_id, person_id = oauth_env.ids("agent", "quinn")
-    agent = await oauth_env.connect(agent_id, role="agent")
-    person = await oauth_env.connect(person_id)
-    try:
+    async with oauth_env.agent_and_person("quinn") as (agent_id, person_id, agent, person):
         task, push = await _ask(agent, person)
         await person.request("secrets.reject_secret", {"request_id": push["request_id"], "error": "cancelled"})
         assert await error_of(task) == "rejected"
@@ -86,9 +83,6 @@ async def test_a_rejected_request_and_a_timeout_end_with_typed_errors(oauth_env:
         ended = await person.next_event("secrets.request_ended")
         assert ended["data"] == {"request_id": push["request_id"], "outcome": "timeout"}
         assert not (await agent.request("secrets.list"))["secrets"]
-    finally:
-        await agent.close()
-        await person.close()
 
 
 # -- the CLI -----------------------------------------------------------------------------------------
