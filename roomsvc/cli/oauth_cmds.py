@@ -160,6 +160,7 @@ async def _handle(conn: RoomConnection, answers: _Answers, kind: str, data: dict
         request = data.get("request") or {}
         what = request.get("connector") or (request.get("oauth") or {}).get("authorization_endpoint", "?")
         print(f"\nOAuth consent request {data.get('request_id')} from {sender} for {what}", flush=True)
+        _print_ownership(data, "credential")
         if data.get("start_url"):
             print(f"  open this link in your browser to connect your account:\n  {data['start_url']}", flush=True)
             answer = await answers.ask("  type r to reject, or press Enter once you have opened the link: ")
@@ -169,6 +170,7 @@ async def _handle(conn: RoomConnection, answers: _Answers, kind: str, data: dict
     if kind == "secrets.request_secret":
         request = data.get("request") or {}
         print(f"\nsecret request {data.get('request_id')} from {sender}: {request.get('url')} (type {request.get('type')})", flush=True)
+        _print_ownership(data, "value")
         choice = ((await answers.ask("  provide (p) or reject (r)? ")) or "r").strip().lower()
         if choice in ("p", "provide"):
             value = await answers.ask("  value: ", secret=True)
@@ -183,6 +185,12 @@ async def _handle(conn: RoomConnection, answers: _Answers, kind: str, data: dict
     elif kind == "secrets.oauth_reauth_required":
         print(f"\nyour OAuth credential {data.get('id')!r} needs re-authorization ({data.get('reason')})", flush=True)
     return False
+
+
+def _print_ownership(data: dict[str, Any], what: str) -> None:
+    owner, users = data.get("owner"), data.get("usable_by") or []
+    if owner:
+        print(f"  the {what} will belong to {owner}; usable by {', '.join(str(u) for u in users)}", flush=True)
 
 
 async def _reply(conn: RoomConnection, kind: str, data: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 ``Authorization:Bearer {github}`` splits at the first colon into a header name and a
 format. The format holds literal text and ``{key}`` placeholders (``{{`` and ``}}`` are
-literal braces); each key names a secret. Rendering is literal substitution: no attribute
+literal braces); each key names one of the caller's own secrets, and ``{owner/key}`` names
+the secret ``key`` that ``owner`` delegated to the caller. Rendering is literal substitution: no attribute
 or index access (``{a.b}``, ``{a[0]}``), no conversions or format specs (``{a!r}``,
 ``{a:>9}``) - unlike ``str.format``, which would allow ``{t.__class__...}``.
 
@@ -20,6 +21,8 @@ from roomsvc.errors import InvalidRequest
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+#: ``{owner/key}``: the secret ``key`` that ``owner`` delegated to the caller (identity charset)
+_DELEGATED_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+:-]{0,127}/[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 FORBIDDEN = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive"}
 MAX_VALUE = 8192
 
@@ -31,6 +34,15 @@ class HeaderSpecError(InvalidRequest):
 @dataclass(frozen=True)
 class Placeholder:
     key: str
+
+    @property
+    def owner(self) -> str | None:
+        """The identity named in ``{owner/key}``: a secret it delegated to the caller."""
+        return self.key.rpartition("/")[0] or None
+
+    @property
+    def secret(self) -> str:
+        return self.key.rpartition("/")[2]
 
 
 @dataclass(frozen=True)
@@ -116,9 +128,10 @@ def _parse_format(fmt: str) -> list[str | Placeholder]:
             if end < 0:
                 raise HeaderSpecError("unclosed '{' in the format; write a literal brace as {{")
             key = fmt[i + 1 : end]
-            if not _KEY.fullmatch(key):
+            if not (_KEY.fullmatch(key) or _DELEGATED_KEY.fullmatch(key)):
                 raise HeaderSpecError(
-                    f"placeholder {{{key[:40]}}} is not a plain secret key: only letters, digits, '_' and '-' "
+                    f"placeholder {{{key[:40]}}} is not a plain secret key: only letters, digits, '_' and '-', "
+                    "optionally after 'owner/' for a secret that owner delegated to you "
                     "(no attribute, index, conversion or format spec)"
                 )
             if literal:

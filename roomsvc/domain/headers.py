@@ -1,7 +1,8 @@
 """Resolve ``HEADER:FORMAT`` specs into header values from the caller's room secrets.
 
 Each placeholder names a secret of the caller's identity (or of ``for_identity``, with the
-admin grant), looked up by id, then as a secret delegated to the caller, then by name.
+admin grant), looked up by id, then by name; ``{owner/id}`` names a secret that ``owner``
+delegated to the caller. Secrets others delegate never shadow the caller's own.
 OAuth credentials resolve to a fresh access token through the :class:`AccessTokens` port
 (refreshed first when near expiry). Every use is audited by the secret service with the
 toolkit's name in the channel. Every spec is parsed before any secret is read, so a
@@ -112,26 +113,35 @@ class HeaderService:
         return out
 
     async def _lookup(self, caller: Principal, room: str, key: str, for_identity: str | None, channel: str) -> _Value:
-        # (delegated_to, for_identity) of each place to try, in order
-        attempts: list[tuple[str | None, str | None]] = [(None, for_identity)]
-        if not for_identity or for_identity == caller.identity:
-            attempts.append((caller.identity, None))
-        for delegated_to, owner in attempts:
-            try:
-                record, value = await self._secrets.get(
-                    caller, room, secret_id=key, delegated_to=delegated_to, for_identity=owner, channel=channel, action="use"
-                )
-            except NotFound:
-                continue
+        """``{key}``: the caller's own secret by id, else by name. ``{owner/key}``: the secret
+        ``key`` that ``owner`` delegated to the caller. What others delegate never changes
+        what a plain ``{key}`` finds."""
+        owner, _, secret = key.rpartition("/")
+        if owner:
+            record, value = await self._secrets.get(
+                caller, room, secret_id=secret, delegated_to=caller.identity if not for_identity else for_identity,
+                for_identity=owner, channel=channel, action="use",
+            )
             return await self._value(caller, key, record, value, channel)
-        for record in await self._secrets.list(caller, room, for_identity=for_identity, channel=channel):
-            if record.name == key:
-                found, value = await self._secrets.get(
-                    caller, room, secret_id=record.id, delegated_to=record.delegated_to,
-                    for_identity=for_identity, channel=channel, action="use",
-                )
-                return await self._value(caller, key, found, value, channel)
-        raise NotFound(f"secret for placeholder {{{key}}} not found (use a secret id or name)")
+        try:
+            record, value = await self._secrets.get(
+                caller, room, secret_id=secret, for_identity=for_identity, channel=channel, action="use"
+            )
+            return await self._value(caller, key, record, value, channel)
+        except NotFound:
+            pass
+        named = [
+            r for r in await self._secrets.list(caller, room, for_identity=for_identity, channel=channel) if r.name == secret
+        ]
+        # a name held by several of the owner's secrets: the one not delegated away wins
+        named.sort(key=lambda r: (r.delegated_to is not None, r.id))
+        if named:
+            found, value = await self._secrets.get(
+                caller, room, secret_id=named[0].id, delegated_to=named[0].delegated_to,
+                for_identity=for_identity, channel=channel, action="use",
+            )
+            return await self._value(caller, key, found, value, channel)
+        raise NotFound(f"secret for placeholder {{{key}}} not found (use a secret id or name, or owner/id)")
 
     async def _value(self, caller: Principal, key: str, record: SecretRecord, value: SecretBytes, channel: str) -> _Value:
         if record.kind == KIND_OAUTH and self._tokens is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, NoReturn
@@ -63,6 +64,8 @@ from roomsvc.errors import (
     Timeout,
 )
 from roomsvc.ids import Identity, RoomName, SecretId
+
+log = logging.getLogger("roomsvc.oauth")
 
 CALLBACK_PATH = "/oauth/callback"
 START_PATH = "/oauth/start"
@@ -143,7 +146,7 @@ class ConsentFlows:
         flow = Flow(
             id=flow_id, room=requester.room, mode=mode, status=FlowStatus.PENDING, requester=identity,
             requester_participant=requester.id, consenter=target.identity, consenter_participant=target.id,
-            owner=addr.owner, delegate_to=addr.owner if addr.owner != target.identity else None,
+            owner=addr.owner, delegate_to=addr.delegated_to,
             credential_id=addr.id, client=client.to_record(), redirect_uri=self._redirect(mode, redirect_uri),
             created_at=now, expires_at=now + wait, start_hash=digest(ticket) if mode == MODE_LINK else "",
         )
@@ -195,6 +198,9 @@ class ConsentFlows:
             },
             "from": requester.info().as_dict(),
             "expires_at": flow.expires_at,
+            # who will own the credential, and who may use it: shown to the person before consenting
+            "owner": flow.owner,
+            "usable_by": usable_by(flow),
         }
         if flow.mode == MODE_LINK:
             data["start_url"] = f"{self._public_url().rstrip('/')}{START_PATH}?t={ticket}"
@@ -320,27 +326,45 @@ class ConsentFlows:
                 code_verifier=sealed["verifier"] if client.pkce else None,
             )
             subject = await self._subject(client, response)
-            stored = await self._store(flow, client, auth, response, subject)
+            replaced: list[StoredCredential] = []
+            stored = await self._store(flow, client, auth, response, subject, replaced)
         except RoomsvcError as exc:
             await self._end(flow, FlowStatus.FAILED, exc.name, exc)
             raise
-        grant = TokenGrant.of(stored.credential, id=stored.address.id, owner=stored.address.owner, version=stored.version)
+        except Exception as exc:
+            # a bug or a surprise from a library: the flow must still end, never stay "exchanging"
+            failure = OAuthError("the sign-in could not be completed; ask for a new link")
+            log.exception("OAuth code exchange for flow in %s failed unexpectedly (%s)", flow.room, type(exc).__name__)
+            await self._end(flow, FlowStatus.FAILED, "internal_error", failure)
+            raise failure from None
+        await self._replaced(replaced, stored)
+        grant = TokenGrant.of(
+            stored.credential, id=stored.address.id, owner=stored.address.owner, version=stored.version,
+            delegated_to=stored.address.delegated_to,
+        )
         await self._end(flow, FlowStatus.COMPLETED, "", result=grant)
         return stored
 
     async def _store(
-        self, flow: Flow, client: ClientConfig, auth: ClientAuth, response: TokenResponse, subject: str
+        self, flow: Flow, client: ClientConfig, auth: ClientAuth, response: TokenResponse, subject: str,
+        replaced: list[StoredCredential],
     ) -> StoredCredential:
         addr = flow_address(flow)
+        if addr.owner != flow.consenter:
+            # flows are created so; a row that says otherwise was not written by roomsvc
+            raise PermissionDenied("an OAuth consent stores its credential only for the identity that consented")
         now = self._clock.now()
         for attempt in range(3):
             existing = await self._vault.load(addr)
             covers = {flow.requester} | ({flow.delegate_to} if flow.delegate_to else set())
+            replaced.clear()
             if existing is not None:
                 old = existing.credential
                 # the same person consenting to the same account again: earlier consents still hold
                 if (old.subject, old.client_id, old.consented_by) == (subject, client.client_id, flow.consenter):
                     covers |= set(old.covers)
+                else:
+                    replaced.append(existing)
             credential = OAuthCredential(
                 access_token=response.access_token, refresh_token=response.refresh_token, token_type=response.token_type,
                 expires_at=expiry(response, now, self.policy.assumed_token_lifetime),
@@ -357,6 +381,23 @@ class ConsentFlows:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    async def _replaced(self, replaced: list[StoredCredential], new: StoredCredential) -> None:
+        """Revoke the grant of a credential a new consent replaced (another account or client).
+        The same account and client again is, at most providers, the same grant: revoking
+        the old refresh token would end the new one too, so that one is kept."""
+        for old in replaced:
+            cred = old.credential
+            if not cred.revocation_endpoint or cred.refresh_token in (None, new.credential.refresh_token):
+                continue
+            token, hint = (cred.refresh_token, "refresh_token") if cred.refresh_token else (cred.access_token, "access_token")
+            try:
+                auth = await self._clients.for_credential(cred)
+                await self._provider.revoke(cred.revocation_endpoint, auth, token=token, token_type_hint=hint)
+            except RoomsvcError as exc:
+                await self._audit.record(SYSTEM_IDENTITY, old.address, "oauth_revoke", "oauth", "failed", exc.name)
+                continue
+            await self._audit.record(SYSTEM_IDENTITY, old.address, "oauth_revoke", "oauth", "ok", "replaced by a new consent")
 
     async def _subject(self, client: ClientConfig, response: TokenResponse) -> str:
         """The upstream account, to show people which one was connected."""
@@ -412,5 +453,13 @@ class ConsentFlows:
 
 
 def flow_address(flow: Flow) -> Address:
-    """Where the flow's credential is stored."""
-    return Address(RoomName(flow.room), Identity(flow.owner), SecretId(flow.credential_id), None)
+    """Where the flow's credential is stored: the consenting identity's, delegated to ``delegate_to``."""
+    return Address(
+        RoomName(flow.room), Identity(flow.owner), SecretId(flow.credential_id),
+        Identity(flow.delegate_to) if flow.delegate_to else None,
+    )
+
+
+def usable_by(flow: Flow) -> list[str]:
+    """Who may use the credential a flow stores: its owner, the requester and the delegate."""
+    return sorted({flow.owner, flow.requester} | ({flow.delegate_to} if flow.delegate_to else set()))

@@ -144,8 +144,10 @@ class TokenGrant:
     credential: Mapping[str, Any]
 
     @classmethod
-    def of(cls, cred: OAuthCredential, *, id: str, owner: str, version: int) -> "TokenGrant":
-        meta = {"id": id, "owner": owner, "version": version, **cred.metadata()}
+    def of(
+        cls, cred: OAuthCredential, *, id: str, owner: str, version: int, delegated_to: str | None = None
+    ) -> "TokenGrant":
+        meta = {"id": id, "owner": owner, "delegated_to": delegated_to, "version": version, **cred.metadata()}
         return cls(cred.access_token, cred.token_type, cred.expires_at, meta)
 
     def as_dict(self) -> dict[str, Any]:

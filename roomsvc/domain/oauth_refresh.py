@@ -39,7 +39,7 @@ from roomsvc.domain.ports import Cipher, SecretRepository
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.secrets import KIND_OAUTH, Address, SecretService, secret_aad
 from roomsvc.errors import Conflict, NotFound, OAuthError, ProviderUnavailable, ReauthRequired
-from roomsvc.ids import Identity, RoomName
+from roomsvc.ids import Identity, RoomName, SecretId
 
 log = logging.getLogger("roomsvc.oauth")
 
@@ -91,12 +91,19 @@ class CredentialVault:
         Raises:
             DecryptionFailed: the stored ciphertext does not open.
         """
-        found = await self._store.get_secret(addr.room, addr.owner, addr.id, None)
+        found = await self._store.get_secret(addr.room, addr.owner, addr.id, addr.delegated_to)
         if found is None or found[0].kind != KIND_OAUTH:
             return None
         record, blob = found
         credential = OAuthCredential.from_bytes(self._cipher.decrypt(blob, secret_aad(record)))
         return StoredCredential(addr, record.version, credential)
+
+    async def delegated_to(self, room: RoomName, id: SecretId, delegate: Identity) -> list[Address]:
+        """Addresses of the OAuth credentials with that id that their owners delegated to ``delegate``."""
+        return [
+            Address(r.room, r.owner, r.id, r.delegated_to)
+            for r in await self._store.find_delegated(room, id, delegate) if r.kind == KIND_OAUTH
+        ]
 
     async def save(self, addr: Address, credential: OAuthCredential, *, expected_version: int) -> StoredCredential:
         """Write a new version if the current one is still ``expected_version`` (0 = new).
@@ -107,7 +114,7 @@ class CredentialVault:
         record = await self._secrets.set(
             system_principal(addr.room), addr.room, secret_id=addr.id, value=credential.to_bytes(),
             type=CREDENTIAL_TYPE, name=credential.connector or addr.id, for_identity=addr.owner,
-            expected_version=expected_version, channel="oauth", kind=KIND_OAUTH,
+            delegated_to=addr.delegated_to, expected_version=expected_version, channel="oauth", kind=KIND_OAUTH,
         )
         return StoredCredential(addr, record.version, credential)
 
@@ -229,7 +236,7 @@ class Refresher:
 
 
 def lock_key(addr: Address) -> str:
-    return f"oauth-refresh\n{addr.room}\n{addr.owner}\n{addr.id}"
+    return f"oauth-refresh\n{addr.room}\n{addr.owner}\n{addr.id}\n{addr.delegated_to or ''}"
 
 
 def _reauth_message(addr: Address) -> str:

@@ -4,8 +4,11 @@ A participant (the requester) asks for a token for a connector or an inline conf
 from participant P. A stored, usable credential whose consent (by P) covers the
 requester is returned at once, refreshed first when due; otherwise P is asked again
 (:mod:`roomsvc.domain.oauth_consent`). The credential is a room secret of kind
-``oauth`` owned by P or by ``delegate_to`` (:mod:`roomsvc.domain.oauth_credentials`);
-refreshes are single-flight (:mod:`roomsvc.domain.oauth_refresh`).
+``oauth`` owned by P, the identity that consents, and stored ``delegated_to`` the
+request's ``delegate_to`` (:mod:`roomsvc.domain.oauth_credentials`): a request can
+never write into a third identity's namespace. Who may do what is
+:mod:`roomsvc.domain.policy`'s decision; refreshes are single-flight
+(:mod:`roomsvc.domain.oauth_refresh`).
 
 This service also fills three hooks: :class:`~roomsvc.domain.secrets.OAuthHooks`
 (reading a credential gives its access token; deleting it revokes the grant) and the
@@ -36,6 +39,8 @@ from roomsvc.domain.oauth_flows import BrowserStart, CallbackResult
 from roomsvc.domain.oauth_ports import FlowRepository, KeyedLock, OAuthProvider
 from roomsvc.domain.oauth_refresh import SYSTEM_IDENTITY, CredentialVault, Refresher, StoredCredential
 from roomsvc.domain.oauth_registry import ConnectorRegistry
+from roomsvc.domain.policy import Action
+from roomsvc.domain.policy import Address as PolicyAddress
 from roomsvc.domain.ports import Cipher, SecretRecord, SecretRepository
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.rooms import Participant, RoomService
@@ -73,6 +78,7 @@ class OAuthService:
         self.registry = registry
         self._audit = auditor
         self.policy = policy
+        self._secrets = secrets
         self._vault = CredentialVault(store=store, cipher=cipher, secrets=secrets)
         self._clients = ClientSecrets(registry, project_keys)
         self.refresher = Refresher(
@@ -109,14 +115,16 @@ class OAuthService:
             OAuthError: the provider refused the code exchange.
         """
         caller = requester.principal
-        caller.require_room(requester.room)
-        caller.require_api("secrets")
         client = await self.client_for(caller, connector, oauth)
         target = self._rooms.find(requester.room, from_participant_id)
-        owner = parse_identity(delegate_to) if delegate_to else target.identity
-        addr = Address(requester.room, owner, SecretId(client.credential_id), None)
+        # the credential belongs to the identity that consents; delegate_to names who may use it
+        delegate = parse_identity(delegate_to) if delegate_to else None
+        if delegate == target.identity:
+            delegate = None
+        addr = Address(requester.room, target.identity, SecretId(client.credential_id), delegate)
+        await self._secrets.check(caller, Action.REQUEST, addr, "oauth", asked=target.identity)
         wait = self._timeout(timeout)
-        grant = await self._stored_grant(addr, caller.identity, consenter=target.identity)
+        grant = await self._stored_grant(caller, addr, consenter=target.identity)
         if grant is not None:
             await self._audit.record(caller, addr, "oauth_token", "oauth", "ok", "stored credential")
             return grant
@@ -139,17 +147,44 @@ class OAuthService:
         Raises:
             ReauthRequired: the credential exists but its grant is dead.
         """
-        caller.require_room(room)
-        caller.require_api("secrets")
         client = await self.client_for(caller, connector, oauth)
-        owner = parse_identity(delegated_to or delegated_by or caller.identity)
-        addr = Address(RoomName(room), owner, SecretId(client.credential_id), None)
-        stored = await self._vault.load(addr)
-        if stored is None or not stored.credential.covers_identity(caller.identity, owner):
+        cid = SecretId(client.credential_id)
+        room_ = RoomName(room)
+        # room, grant, expiry and use-only first, on the caller's own address
+        await self._secrets.check(caller, Action.READ, Address(room_, caller.identity, cid, None), "oauth")
+        stored = None
+        for addr in await self._offline_candidates(caller, room_, cid, delegated_to, delegated_by):
+            stored = await self._vault.load(addr)
+            if stored is not None:
+                break
+        if stored is None:
             return None
-        fresh = await self.refresher.fresh(addr)
-        await self._audit.record(caller, addr, "oauth_token", "oauth", "ok", "offline")
+        covers = frozenset(stored.credential.covers)
+        if not self._secrets.decide(caller, Action.READ, _policy_address(stored.address, covers)).allowed:
+            return None  # someone else's credential looks exactly like a missing one
+        fresh = await self.refresher.fresh(stored.address)
+        await self._audit.record(caller, stored.address, "oauth_token", "oauth", "ok", "offline")
         return _grant(fresh)
+
+    async def _offline_candidates(
+        self, caller: Principal, room: RoomName, cid: SecretId, delegated_to: str | None, delegated_by: str | None
+    ) -> list[Address]:
+        """Where MeshAgent's (delegated_to, delegated_by) pair may name a credential: the
+        owner is the identity that consented (``delegated_by``), ``delegated_to`` the one it
+        was delegated to; a credential the owner holds undelegated counts when its consent
+        covers the caller."""
+        to = parse_identity(delegated_to) if delegated_to else None
+        if delegated_by:
+            owner = parse_identity(delegated_by)
+            if to is not None:
+                return [Address(room, owner, cid, to)]
+            return [Address(room, owner, cid, caller.identity), Address(room, owner, cid, None)]
+        if to is not None and to != caller.identity:
+            return [Address(room, caller.identity, cid, to)]
+        if to == caller.identity:
+            found = await self._vault.delegated_to(room, cid, caller.identity)
+            return found[:1] if len(found) == 1 else []
+        return [Address(room, caller.identity, cid, None)]
 
     async def client_for(self, caller: Principal, connector: str | None, oauth: Mapping[str, Any] | None) -> ClientConfig:
         """The client a request names, after the inline allow-list and the caller's grant.
@@ -170,13 +205,15 @@ class OAuthService:
         check_grant(caller.api.get("secrets"), client.authorization_endpoint, client.client_id)
         return client
 
-    async def _stored_grant(self, addr: Address, identity: str, *, consenter: str) -> TokenGrant | None:
+    async def _stored_grant(self, caller: Principal, addr: Address, *, consenter: str) -> TokenGrant | None:
         stored = await self._vault.load(addr)
         if stored is None:
             return None
         cred = stored.credential
-        if cred.status != ACTIVE or cred.consented_by != consenter or not cred.covers_identity(identity, addr.owner):
+        if cred.status != ACTIVE or cred.consented_by != consenter:
             return None
+        if not self._secrets.decide(caller, Action.READ, _policy_address(addr, frozenset(cred.covers))).allowed:
+            return None  # the consent did not cover this requester: ask again
         try:
             return _grant(await self.refresher.fresh(addr))
         except ReauthRequired:
@@ -207,7 +244,7 @@ class OAuthService:
     # -- hooks: SecretService reads and deletes, header injection, owner notices ------------------
 
     async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> SecretBytes:
-        fresh = await self.refresher.fresh(Address(record.room, record.owner, record.id, None))
+        fresh = await self.refresher.fresh(_addr(record))
         return SecretBytes(fresh.credential.access_token.encode())
 
     async def oauth_deleted(self, record: SecretRecord, value: SecretBytes) -> None:
@@ -217,7 +254,7 @@ class OAuthService:
         if not cred.revocation_endpoint:
             return
         token, hint = (cred.refresh_token, "refresh_token") if cred.refresh_token else (cred.access_token, "access_token")
-        addr = Address(record.room, record.owner, record.id, None)
+        addr = _addr(record)
         try:
             auth = await self._clients.for_credential(cred)
             await self._provider.revoke(cred.revocation_endpoint, auth, token=token, token_type_hint=hint)
@@ -231,7 +268,7 @@ class OAuthService:
         """The :class:`roomsvc.domain.headers.AccessTokens` port (header injection)."""
         from roomsvc.domain.headers import FreshToken
 
-        fresh = await self.refresher.fresh(Address(record.room, record.owner, record.id, None))
+        fresh = await self.refresher.fresh(_addr(record))
         cred = fresh.credential
         return FreshToken(cred.access_token, cred.expires_at, cred.allowed_hosts or None)
 
@@ -243,5 +280,16 @@ class OAuthService:
         await self._audit.record(SYSTEM_IDENTITY, addr, "oauth_refresh", "oauth", "reauth_required", reason)
 
 
+def _addr(record: SecretRecord) -> Address:
+    return Address(record.room, record.owner, record.id, record.delegated_to)
+
+
+def _policy_address(addr: Address, covers: frozenset[str]) -> PolicyAddress:
+    return PolicyAddress(addr.room, addr.owner, addr.id, addr.delegated_to, covers=covers)
+
+
 def _grant(stored: StoredCredential) -> TokenGrant:
-    return TokenGrant.of(stored.credential, id=stored.address.id, owner=stored.address.owner, version=stored.version)
+    return TokenGrant.of(
+        stored.credential, id=stored.address.id, owner=stored.address.owner, version=stored.version,
+        delegated_to=stored.address.delegated_to,
+    )

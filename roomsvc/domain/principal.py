@@ -35,6 +35,13 @@ class Principal:
         return section in self.api and self.api[section] is not None
 
     @property
+    def use_only(self) -> bool:
+        """A toolkit token that may use secrets in headers but never read a value:
+        ``api.secrets = {"use_only": true}``."""
+        section = self.api.get("secrets")
+        return isinstance(section, Mapping) and section.get("use_only") is True
+
+    @property
     def is_admin(self) -> bool:
         return self.has_api("admin")
 

@@ -3,9 +3,9 @@
 The requester names a ``url`` (an opaque key such as ``secret://example`` or a git
 remote) and a ``type``; the participant asked gets a ``secrets.request_secret`` notice
 and answers with :meth:`SecretRequestService.provide` or :meth:`~SecretRequestService.reject`.
-The value is stored as a room secret of the requester (or of ``delegate_to``) with id
-``req:`` + a hash of (url, type), so asking again is not needed, and returned to the
-requester. :meth:`~SecretRequestService.delete_requested` removes it.
+The value is stored as a room secret of the requester (delegated to ``delegate_to`` when
+given: the same rules as any write by the requester, never in another identity's
+namespace) with id ``req:`` + a hash of (url, type), and returned to the requester. :meth:`~SecretRequestService.delete_requested` removes it.
 
 Requests wait in memory on the node holding the requester's connection: they end when
 answered, when the timeout passes, or when either participant leaves.
@@ -17,20 +17,20 @@ import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from roomsvc.domain.audit import Auditor
 from roomsvc.domain.events import Notice
+from roomsvc.domain.policy import Action
+from roomsvc.domain.policy import Address as PolicyAddress
 from roomsvc.domain.ports import SecretRecord
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.rooms import Participant, RoomService
-from roomsvc.domain.secrets import DEFAULT_TYPE, SecretService
+from roomsvc.domain.secrets import DEFAULT_TYPE, Address, SecretService
 from roomsvc.errors import InvalidRequest, NotFound, Overloaded, PermissionDenied, Rejected, Timeout
-from roomsvc.ids import Identity, SecretBytes, parse_identity
+from roomsvc.ids import SecretBytes, SecretId, parse_identity
 
 NOTICE_REQUEST = "secrets.request_secret"
 NOTICE_ENDED = "secrets.request_ended"
-SYSTEM_IDENTITY = Identity("roomsvc:requests")
 MAX_URL = 2048
 MAX_TYPE = 256
 
@@ -47,7 +47,7 @@ class _Pending:
     target: Participant
     url: str
     type: str
-    owner: Identity
+    address: Address
     future: asyncio.Future[SecretBytes]
 
 
@@ -92,24 +92,29 @@ class SecretRequestService:
         Raises:
             NotFound: no such participant. Timeout: no answer in time. Rejected: declined.
         """
-        requester.principal.require_room(requester.room)
-        requester.principal.require_api("secrets")
         url_, type_ = _text(url, "url", MAX_URL), _text(type or DEFAULT_TYPE, "type", MAX_TYPE)
+        delegate = parse_identity(delegate_to) if delegate_to else None
+        if delegate == requester.identity:
+            delegate = None  # "for me" is what a request without delegate_to means
+        addr = Address(requester.room, requester.identity, SecretId(requested_secret_id(url_, type_)), delegate)
+        await self._secrets.check(requester.principal, Action.REQUEST, addr, "request")
         wait = self._timeout(timeout)
         target = self._rooms.find(requester.room, from_participant_id)
-        owner = parse_identity(delegate_to) if delegate_to else requester.identity
         if sum(1 for p in self._pending.values() if p.requester.identity == requester.identity) >= self._max_pending:
             raise Overloaded(f"{requester.identity!r} already waits for {self._max_pending} secret requests")
         pending = _Pending(
-            id=_new_id(), requester=requester, target=target, url=url_, type=type_, owner=owner,
+            id=_new_id(), requester=requester, target=target, url=url_, type=type_, address=addr,
             future=asyncio.get_running_loop().create_future(),
         )
         self._pending[pending.id] = pending
         try:
             self._rooms.notify(target, Notice(NOTICE_REQUEST, {
                 "request_id": pending.id,
-                "request": {"url": url_, "type": type_, "participant_id": target.id, "timeout": wait, "delegate_to": delegate_to},
+                "request": {"url": url_, "type": type_, "participant_id": target.id, "timeout": wait, "delegate_to": delegate},
                 "from": requester.info().as_dict(),
+                # who will hold the value, and who may use it
+                "owner": addr.owner,
+                "usable_by": sorted({addr.owner} | ({delegate} if delegate else set())),
             }))
             try:
                 value = await asyncio.wait_for(pending.future, wait)
@@ -118,9 +123,10 @@ class SecretRequestService:
                 raise Timeout(f"participant {target.id!r} did not answer the secret request within {wait:g} s") from None
         finally:
             self._pending.pop(pending.id, None)
+        # stored under the same rules as any write by the requester: its own namespace
         record = await self._secrets.set(
-            _system(requester), requester.room, secret_id=requested_secret_id(url_, type_), value=value.reveal(),
-            type=type_, name=url_[:256], for_identity=owner, channel="request",
+            requester.principal, requester.room, secret_id=addr.id, value=value.reveal(),
+            type=type_, name=url_[:256], delegated_to=addr.delegated_to, channel="request",
         )
         await self._audit.record(requester.principal, record, "request_secret", "request", "ok", f"from {target.identity}")
         return ProvidedSecret(record, value)
@@ -145,14 +151,14 @@ class SecretRequestService:
     async def delete_requested(
         self, caller: Principal, room: str, *, url: str, type: str | None, delegated_to: str | None = None
     ) -> SecretRecord:
-        """Delete a secret obtained with :meth:`request` (stored for ``delegated_to``
-        needs that identity or the admin grant).
+        """Delete a secret the caller obtained with :meth:`request` (``delegated_to`` as it
+        was asked for).
 
         Raises:
             NotFound, PermissionDenied.
         """
         secret_id = requested_secret_id(_text(url, "url", MAX_URL), _text(type or DEFAULT_TYPE, "type", MAX_TYPE))
-        return await self._secrets.delete(caller, room, secret_id=secret_id, for_identity=delegated_to, channel="request")
+        return await self._secrets.delete(caller, room, secret_id=secret_id, delegated_to=delegated_to, channel="request")
 
     # -- internals --------------------------------------------------------------------------
 
@@ -160,8 +166,13 @@ class SecretRequestService:
         pending = self._pending.get(request_id) if isinstance(request_id, str) else None
         if pending is None or pending.requester.room != participant.room or pending.future.done():
             raise NotFound("no pending secret request with that id")
-        if pending.target is not participant:
-            raise PermissionDenied("this secret request was addressed to another participant")
+        addr = pending.address
+        decision = self._secrets.decide(participant.principal, Action.ANSWER, PolicyAddress(
+            addr.room, addr.owner, addr.id, addr.delegated_to,
+            asked_identity=pending.target.identity, asked_participant=pending.target.id,
+        ), participant=participant.id)
+        if not decision.allowed:
+            raise PermissionDenied(decision.reason)
         return pending
 
     def _ended(self, pending: _Pending, outcome: str) -> None:
@@ -189,10 +200,3 @@ def _text(value: object, what: str, limit: int) -> str:
 
 def _new_id() -> str:
     return secrets.token_urlsafe(18)
-
-
-def _system(requester: Participant) -> Principal:
-    return Principal(
-        identity=SYSTEM_IDENTITY, room=requester.room, role="agent", api=MappingProxyType({"secrets": {}, "admin": {}})
-    )
-

@@ -1,13 +1,9 @@
 """Room secrets: identity-scoped, versioned, encrypted, audited.
 
-Rules (checked here, on every call, whatever the transport):
-
-* every operation needs a token for the room with the ``secrets`` API section;
-* a secret belongs to ``owner`` (the caller's identity, or ``for_identity``, which needs
-  the ``admin`` section too) and is addressed by ``(room, owner, id, delegated_to)``;
-* a secret delegated to D can be read, checked and used by its owner and by D; only
-  the owner or an admin can list, change or delete it;
-* another identity's secret looks exactly like a missing one.
+A secret belongs to ``owner`` (the caller's identity, or ``for_identity``) and is
+addressed by ``(room, owner, id, delegated_to)``. Who may do what is decided by
+:func:`roomsvc.domain.policy.decide` on every call, whatever the transport; this service
+parses the request into an address, asks, audits the answer and acts.
 
 Values are :class:`~roomsvc.ids.SecretBytes` and are encrypted through the
 :class:`~roomsvc.domain.ports.Cipher` port with associated data naming the place.
@@ -22,6 +18,8 @@ from typing import Protocol
 
 from roomsvc.clock import Clock
 from roomsvc.domain.audit import Auditor
+from roomsvc.domain.policy import Action, Decision, Outcome, decide
+from roomsvc.domain.policy import Address as PolicyAddress
 from roomsvc.domain.ports import Cipher, EncryptedBlob, SecretRecord, SecretRepository
 from roomsvc.domain.principal import Principal
 from roomsvc.errors import (
@@ -33,6 +31,7 @@ from roomsvc.errors import (
     PermissionDenied,
     RoomsvcError,
     TooLarge,
+    Unauthenticated,
 )
 from roomsvc.ids import Identity, RoomName, SecretBytes, SecretId, parse_identity, parse_room, parse_secret_id
 
@@ -78,8 +77,10 @@ class SecretService:
         clock: Clock,
         max_value_size: int = 65536,
         max_versions: int = 10,
+        leeway: float = 0.0,
     ) -> None:
         self._store = store
+        self._leeway = leeway
         self._cipher = cipher
         self._audit = auditor
         self._clock = clock
@@ -113,11 +114,8 @@ class SecretService:
         Raises:
             PermissionDenied, InvalidRequest, TooLarge, Conflict (expected_version differs).
         """
-        addr = await self._writable(caller, room, secret_id, delegated_to, for_identity, "set", channel)
-        if addr.delegated_to == addr.owner:
-            # a secret "delegated" to its own owner would shadow what others delegated to it
-            await self._audit.record(caller, addr, "set", channel, "refused", "delegated to its owner")
-            raise InvalidRequest("delegated_to must name another identity than the secret's owner")
+        action = Action.DELEGATE if delegated_to else Action.WRITE
+        addr = await self._address(caller, room, secret_id, delegated_to, for_identity, action, channel)
         if not isinstance(value, (bytes, bytearray)):
             raise InvalidRequest("secret value must be bytes")
         if len(value) > self.max_value_size:
@@ -172,7 +170,8 @@ class SecretService:
             NotFound: missing, or not visible to the caller.
             DecryptionFailed: the stored ciphertext does not open (audited).
         """
-        record, blob = await self._readable(caller, room, secret_id, delegated_to, for_identity, action, channel)
+        verb = Action.USE if action == "use" else Action.READ
+        record, blob = await self._readable(caller, room, secret_id, delegated_to, for_identity, verb, channel)
         try:
             value = self._cipher.decrypt(blob, secret_aad(record))
         except DecryptionFailed:
@@ -203,7 +202,7 @@ class SecretService:
         channel: str,
     ) -> bool:
         try:
-            record, _ = await self._readable(caller, room, secret_id, delegated_to, for_identity, "exists", channel)
+            record, _ = await self._readable(caller, room, secret_id, delegated_to, for_identity, Action.EXISTS, channel)
         except NotFound:
             return False
         await self._audit.record(caller, _addr(record), "exists", channel, "ok")
@@ -211,10 +210,9 @@ class SecretService:
 
     async def list(self, caller: Principal, room: str, *, for_identity: str | None = None, channel: str) -> list[SecretRecord]:
         """Metadata of the owner's secrets: never values."""
-        room_ = await self._check_room(caller, room, None, "list", channel)
-        owner = await self._owner(caller, room_, for_identity, None, "list", channel)
-        records = await self._store.list_secrets(room_, owner)
-        await self._audit.record(caller, Address(room_, owner, SecretId("*"), None), "list", channel, "ok")
+        addr = await self._address(caller, room, None, None, for_identity, Action.LIST, channel)
+        records = await self._store.list_secrets(addr.room, addr.owner)
+        await self._audit.record(caller, addr, "list", channel, "ok")
         return records
 
     async def delete(
@@ -227,7 +225,7 @@ class SecretService:
         for_identity: str | None = None,
         channel: str,
     ) -> SecretRecord:
-        addr = await self._writable(caller, room, secret_id, delegated_to, for_identity, "delete", channel)
+        addr = await self._address(caller, room, secret_id, delegated_to, for_identity, Action.DELETE, channel)
         current = await self._store.get_secret(addr.room, addr.owner, addr.id, addr.delegated_to)
         if current is None:
             await self._audit.record(caller, addr, "delete", channel, "not_found")
@@ -256,7 +254,7 @@ class SecretService:
         for_identity: str | None = None,
         channel: str,
     ) -> builtins.list[tuple[int, float]]:  # ``list`` in this class body is the method above
-        addr = await self._writable(caller, room, secret_id, delegated_to, for_identity, "versions", channel)
+        addr = await self._address(caller, room, secret_id, delegated_to, for_identity, Action.VERSIONS, channel)
         found = await self._store.list_versions(addr.room, addr.owner, addr.id, addr.delegated_to)
         if not found:
             await self._audit.record(caller, addr, "versions", channel, "not_found")
@@ -264,75 +262,85 @@ class SecretService:
         await self._audit.record(caller, addr, "versions", channel, "ok")
         return found
 
-    # -- authorization -------------------------------------------------------------------
+    # -- authorization: every decision is roomsvc.domain.policy's ---------------------------
 
-    async def _check_room(self, caller: Principal, room: str, secret_id: str | None, action: str, channel: str) -> RoomName:
-        room_ = parse_room(room)
-        try:
-            caller.require_room(room_)
-            caller.require_api("secrets")
-        except PermissionDenied as exc:
-            await self._audit.record(
-                caller, Address(room_, caller.identity, SecretId(secret_id or "*"), None), action, channel, "denied", exc.message
-            )
-            raise
-        return room_
+    def decide(self, caller: Principal, action: Action, address: PolicyAddress, *, participant: str | None = None) -> Decision:
+        """The policy's answer now (no audit): for callers that audit in their own words."""
+        return decide(caller, action, address, now=self._clock.now(), leeway=self._leeway, participant=participant)
 
-    async def _owner(
-        self, caller: Principal, room: RoomName, for_identity: str | None, secret_id: str | None, action: str, channel: str
-    ) -> Identity:
-        if for_identity is None or for_identity == "" or for_identity == caller.identity:
-            return caller.identity
-        owner = parse_identity(for_identity)
-        if not caller.is_admin:
-            await self._audit.record(
-                caller, Address(room, owner, SecretId(secret_id or "*"), None), action, channel, "denied", "for_identity without admin"
-            )
-            raise PermissionDenied("acting for another identity (for_identity) needs the admin API grant")
-        return owner
+    async def check(
+        self, caller: Principal, action: Action, addr: Address, channel: str, *, covers: frozenset[str] = frozenset(),
+        asked: str | None = None,
+    ) -> None:
+        """Ask the policy; audit and raise its refusal.
 
-    async def _writable(
-        self, caller: Principal, room: str, secret_id: str, delegated_to: str | None, for_identity: str | None,
-        action: str, channel: str,
+        Raises:
+            PermissionDenied, InvalidRequest, Unauthenticated.
+        """
+        decision = self.decide(
+            caller, action, PolicyAddress(addr.room, addr.owner, addr.id, addr.delegated_to, covers=covers, asked_identity=asked)
+        )
+        if decision.allowed:
+            return
+        audit_action = _AUDIT_ACTION.get(action, action.value)
+        if decision.outcome is Outcome.INVALID:
+            await self._audit.record(caller, addr, audit_action, channel, "refused", decision.reason)
+            raise InvalidRequest(decision.reason)
+        if decision.outcome is Outcome.UNAUTHENTICATED:
+            await self._audit.record(caller, addr, audit_action, channel, "unauthenticated", decision.reason)
+            raise Unauthenticated(decision.reason)
+        await self._audit.record(caller, addr, audit_action, channel, "denied", decision.reason)
+        raise PermissionDenied(decision.reason)
+
+    async def _address(
+        self, caller: Principal, room: str, secret_id: str | None, delegated_to: str | None, for_identity: str | None,
+        action: Action, channel: str,
     ) -> Address:
-        room_ = await self._check_room(caller, room, secret_id if isinstance(secret_id, str) else None, action, channel)
-        id_ = parse_secret_id(secret_id)
-        owner = await self._owner(caller, room_, for_identity, id_, action, channel)
+        """Parse the addressing fields of a request into an address the caller may act on."""
+        room_ = parse_room(room)
+        if caller.room != room_ or not caller.has_api("secrets"):
+            # refuse before parsing anything else: the refusal must not depend on the fields
+            await self.check(caller, action, Address(room_, caller.identity, SecretId("*"), None), channel)
+        id_ = parse_secret_id(secret_id) if secret_id is not None else SecretId("*")
+        owner = parse_identity(for_identity) if for_identity else caller.identity
         delegate = parse_identity(delegated_to) if delegated_to else None
-        return Address(room_, owner, id_, delegate)
+        addr = Address(room_, owner, id_, delegate)
+        await self.check(caller, action, addr, channel)
+        return addr
 
     async def _readable(
         self, caller: Principal, room: str, secret_id: str, delegated_to: str | None, for_identity: str | None,
-        action: str, channel: str,
+        action: Action, channel: str,
     ) -> tuple[SecretRecord, EncryptedBlob]:
-        room_ = await self._check_room(caller, room, secret_id if isinstance(secret_id, str) else None, action, channel)
-        id_ = parse_secret_id(secret_id)
-        delegate = parse_identity(delegated_to) if delegated_to else None
-        found: tuple[SecretRecord, EncryptedBlob] | None = None
-        owner = caller.identity
+        """Find what a read names. Without ``for_identity`` it is the caller's own secret,
+        except when the caller names itself as ``delegated_to``: then the one secret some
+        owner delegated to it under that id (naming the owner is needed when several did).
+        Own secrets are never shadowed by what others delegated."""
         if for_identity and for_identity != caller.identity:
-            owner = parse_identity(for_identity)
-            if delegate != caller.identity:
-                # anyone but the delegate itself needs the admin grant to name an owner
-                owner = await self._owner(caller, room_, for_identity, id_, action, channel)
-            found = await self._store.get_secret(room_, owner, id_, delegate)
+            addr = await self._address(caller, room, secret_id, delegated_to, for_identity, action, channel)
         else:
-            found = await self._store.get_secret(room_, caller.identity, id_, delegate)
-            if found is None and delegate == caller.identity:
-                # a delegate that does not name the owner: find who delegated this id to it
-                candidates = await self._store.find_delegated(room_, id_, caller.identity)
+            addr = await self._address(caller, room, secret_id, delegated_to, None, action, channel)
+            if addr.delegated_to == caller.identity:
+                candidates = await self._store.find_delegated(addr.room, addr.id, caller.identity)
                 if len(candidates) > 1:
-                    await self._audit.record(caller, Address(room_, caller.identity, id_, delegate), action, channel, "ambiguous")
-                    raise InvalidRequest(
-                        f"several identities delegated {id_!r} to you; name the owner with for_identity"
-                    )
+                    await self._audit.record(caller, addr, _AUDIT_ACTION[action], channel, "ambiguous")
+                    raise InvalidRequest(f"several identities delegated {addr.id!r} to you; name the owner with for_identity")
                 if candidates:
-                    found = await self._store.get_secret(room_, candidates[0].owner, id_, delegate)
+                    addr = Address(addr.room, candidates[0].owner, addr.id, addr.delegated_to)
+                    await self.check(caller, action, addr, channel)
+        found = await self._store.get_secret(addr.room, addr.owner, addr.id, addr.delegated_to)
         if found is None:
             # the same answer whether it is missing or someone else's
-            await self._audit.record(caller, Address(room_, owner, id_, delegate), action, channel, "not_found")
-            raise NotFound(f"secret {id_!r} not found")
+            await self._audit.record(caller, addr, _AUDIT_ACTION[action], channel, "not_found")
+            raise NotFound(f"secret {addr.id!r} not found")
         return found
+
+
+_AUDIT_ACTION = {
+    Action.READ: "read", Action.USE: "use", Action.EXISTS: "exists", Action.LIST: "list", Action.WRITE: "set",
+    Action.DELEGATE: "set", Action.DELETE: "delete", Action.VERSIONS: "versions", Action.REQUEST: "request",
+    Action.ANSWER: "answer",
+}
 
 
 def _addr(record: SecretRecord) -> Address:

@@ -129,14 +129,20 @@ async def test_endpoint_and_cli_return_the_same_header_and_others_get_not_found(
         assert status == 200 and body["headers"][0]["value"] == "gho_first"
 
 
-async def test_a_delegated_secret_resolves_for_its_delegate(server: Server, tokens) -> None:
+async def test_a_delegated_secret_resolves_for_its_delegate_when_it_names_the_owner(server: Server, tokens) -> None:
     person = server.token("person", ROOM, api=("secrets",))
     async with aiohttp.ClientSession() as session:
         await put_secret(session, server, person, "calendar", "cal-token", delegated_to="github-tool")
-        status, body = await resolve(session, server, tokens["tool"], ["Authorization:Bearer {calendar}"])
+        status, body = await resolve(session, server, tokens["tool"], ["Authorization:Bearer {person/calendar}"])
         assert status == 200 and body["headers"][0]["value"] == "Bearer cal-token"
+        # a plain {calendar} looks only at the tool's own secrets
+        status, _ = await resolve(session, server, tokens["tool"], ["Authorization:Bearer {calendar}"])
+        assert status == 404
         status, _ = await resolve(session, server, tokens["other"], ["Authorization:Bearer {calendar}"])
         assert status == 404
+        # naming the owner does not help an identity it was not delegated to: it looks missing
+        status, body = await resolve(session, server, tokens["other"], ["Authorization:Bearer {person/calendar}"])
+        assert status == 404 and "cal-token" not in str(body)
 
 
 @pytest.mark.parametrize(

@@ -17,11 +17,12 @@ ROOM = "room1"
 
 async def test_proxy_in_front_of_userinfo_survives_token_expiry(oauth_env: OAuthEnv, browser: aiohttp.ClientSession) -> None:
     async with oauth_env.agent_and_person("erin", agent_name="toolkit", agent_role="tool") as (tool_id, person_id, tool, person):
-        # the person grants the toolkit a credential (stored as the toolkit's room secret)
+        # the person grants the toolkit a credential: the person's, delegated to the toolkit
         grant, _ = await run_flow(browser, tool, person, person_id, delegate_to=tool_id)
-        assert grant["credential"]["owner"] == tool_id
+        assert (grant["credential"]["owner"], grant["credential"]["delegated_to"]) == (person_id, tool_id)
+        spec = f"Authorization:Bearer {{{person_id}/oidc}}"
         token = oauth_env.server.token(tool_id, ROOM, api=("secrets",), role="tool")
-        proxy = Proxy(oauth_env.server, token, oauth_env.issuer, ["Authorization:Bearer {oidc}"],
+        proxy = Proxy(oauth_env.server, token, oauth_env.issuer, [spec],
                       env={"ROOMSVC_PROXY_CACHE_TTL": "60", "ROOMSVC_PROXY_REFRESH_MARGIN": "1"}, room=ROOM)
         try:
             before = (await oauth_env.stats())["token"].get("refresh_token", 0)
@@ -40,7 +41,7 @@ async def test_proxy_in_front_of_userinfo_survives_token_expiry(oauth_env: OAuth
         # the same credential through the headers endpoint: the current access token only
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{oauth_env.server.url}/v1/rooms/{ROOM}/headers",
-                                    json={"header_secrets": ["Authorization:Bearer {oidc}"]},
+                                    json={"header_secrets": [spec]},
                                     headers={"Authorization": f"Bearer {token}"}) as r:
                 body = await r.json()
         header = body["headers"][0]
@@ -53,14 +54,14 @@ async def test_proxy_in_front_of_userinfo_survives_token_expiry(oauth_env: OAuth
         def poison(credential: dict) -> None:
             credential["access_token"] += "\r\nSet-Cookie: stolen=1"
 
-        rewrite_credential(oauth_env.server, ROOM, tool_id, poison)
+        rewrite_credential(oauth_env.server, ROOM, person_id, poison)
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{oauth_env.server.url}/v1/rooms/{ROOM}/headers",
-                                    json={"header_secrets": ["Authorization:Bearer {oidc}"]},
+                                    json={"header_secrets": [spec]},
                                     headers={"Authorization": f"Bearer {token}"}) as r:
                 assert r.status == 400
                 error = (await r.json())["error"]
-        assert "{oidc}" in error["message"] and "control characters" in error["message"]
+        assert f"{{{person_id}/oidc}}" in error["message"] and "control characters" in error["message"]
         assert "Set-Cookie" not in json.dumps(error)
 
 
@@ -72,7 +73,7 @@ async def test_a_proxy_for_a_connector_credential_refuses_hosts_outside_its_allo
         token = oauth_env.server.token(tool_id, ROOM, api=("secrets",), role="tool")
         # the connector allows 127.0.0.1 only; "localhost" is another host name
         upstream = oauth_env.issuer.replace("127.0.0.1", "localhost")
-        proxy = Proxy(oauth_env.server, token, upstream, ["Authorization:Bearer {oidc}"], room=ROOM)
+        proxy = Proxy(oauth_env.server, token, upstream, [f"Authorization:Bearer {{{person_id}/oidc}}"], room=ROOM)
         try:
             async with aiohttp.ClientSession() as session, session.get(f"{proxy.url}/me") as r:
                 assert r.status == 403

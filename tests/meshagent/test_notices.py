@@ -25,6 +25,8 @@ def oauth_notice(**changes: object) -> Notice:
         "from": {"id": "p-agent", "identity": "agent", "role": "agent", "attributes": {}},
         "expires_at": 1700000300.0,
         "challenge": "c" * 43,
+        "owner": "person",
+        "usable_by": ["agent", "person"],
         **changes,
     }
     return Notice("secrets.request_oauth_token", data)
@@ -43,6 +45,9 @@ def test_a_consent_request_has_the_sdk_shape_and_no_client_secret() -> None:
             "timeout": 300, "delegate_to": None,
         },
         "challenge": "c" * 43,
+        # roomsvc's addition, at the top level so the SDK's request model is untouched
+        "owner": "person",
+        "usable_by": ["agent", "person"],
     }
     assert "must-not-leave" not in json.dumps(push.header)
 
@@ -63,11 +68,13 @@ def test_a_secret_request_has_the_sdk_shape() -> None:
         "request_id": "r1",
         "request": {"url": "secret://db", "type": "text/plain", "participant_id": ME, "timeout": 300.0, "delegate_to": "bob"},
         "from": {"id": "p-a", "identity": "a", "role": "user", "attributes": {}},
+        "owner": "a", "usable_by": ["a", "bob"],
     })
     push = notice_push(notice, ME)
     assert push is not None and push.type == "secrets.request_secret"
     assert push.header == {"request_id": "r1", "request": {
-        "url": "secret://db", "type": "text/plain", "participant_id": ME, "timeout": 300, "delegate_to": "bob"}}
+        "url": "secret://db", "type": "text/plain", "participant_id": ME, "timeout": 300, "delegate_to": "bob"},
+        "owner": "a", "usable_by": ["a", "bob"]}
     assert isinstance(push.header["request"]["timeout"], int)
 
 

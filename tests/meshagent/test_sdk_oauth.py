@@ -181,7 +181,9 @@ async def test_the_raw_push_has_no_client_secret_and_answers_to_it_are_ignored(o
         message = await person.push("secrets.request_oauth_token", timeout=10)
         assert CLIENT_SECRET.encode() not in message.payload
         header, trailer = unpack(message.payload)
-        assert set(header) == {"request_id", "request", "challenge"} and trailer == b""
+        assert set(header) == {"request_id", "request", "challenge", "owner", "usable_by"} and trailer == b""
+        # the person sees whose credential it will be and who may use it
+        assert (header["owner"], header["usable_by"]) == (person_id, sorted([agent_id, person_id]))
         assert header["request"] == {
             "connector": None,
             "oauth": {"client_id": CLIENT_ID, "authorization_endpoint": oauth["authorization_endpoint"],

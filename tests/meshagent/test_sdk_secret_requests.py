@@ -71,10 +71,11 @@ def test_only_the_participant_asked_may_answer(seen: dict[str, Any]) -> None:
     assert seen["stolen"] == {"ok": True, "value": "ok"}
 
 
-def test_delegate_to_stores_the_answer_for_that_identity(seen: dict[str, Any]) -> None:
+def test_delegate_to_stores_the_answer_for_the_requester_delegated_to_that_identity(seen: dict[str, Any]) -> None:
     assert seen["delegated"]["ok"] is True
     assert {"url": "secret://for-carol", "type": "text/plain", "delegate_to": "carol"} in seen["bob_saw"]
-    assert seen["carol_reads_delegated"] == ["secret://for-carol"]
+    assert seen["carol_lists"] == []  # nothing was written into carol's namespace
+    assert seen["carol_reads_delegated"] == "s3cret-" * 400  # what bob provided
 
 
 def test_asking_nobody_is_not_found(seen: dict[str, Any]) -> None:
@@ -84,7 +85,7 @@ def test_asking_nobody_is_not_found(seen: dict[str, Any]) -> None:
 def test_delete_requested_secret(seen: dict[str, Any]) -> None:
     assert seen["delete"]["ok"] is True
     assert (seen["delete_again"]["ok"], seen["delete_again"]["code"]) == (False, 1003)
-    assert seen["listed_after"] == ["secret://from-native", "secret://steal"]
+    assert seen["listed_after"] == ["secret://for-carol", "secret://from-native", "secret://steal"]
 
 
 def test_a_native_participant_answers_an_sdk_request(seen: dict[str, Any]) -> None:

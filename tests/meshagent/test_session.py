@@ -139,12 +139,14 @@ async def test_notices_become_pushes_of_their_own_whatever_the_messaging_state()
     a, a_conn = await mesh(rooms, registry, "a")
     rooms.notify(a.me, Notice("secrets.request_secret", {
         "request_id": "r1", "request": {"url": "u", "type": "t", "participant_id": a.me.id, "timeout": 5.0, "delegate_to": None},
+        "owner": "b", "usable_by": ["b"],
     }))
     rooms.notify(a.me, Notice("secrets.request_ended", {"request_id": "r1", "outcome": "provided"}))
     rooms.notify(a.me, Notice("no.such.kind", {}))
     assert [(t, h) for t, h, _ in a_conn.pushes] == [
         ("secrets.request_secret", {"request_id": "r1", "request": {
-            "url": "u", "type": "t", "participant_id": a.me.id, "timeout": 5, "delegate_to": None}}),
+            "url": "u", "type": "t", "participant_id": a.me.id, "timeout": 5, "delegate_to": None},
+            "owner": "b", "usable_by": ["b"]}),
         ("messaging.send", {"from_participant_id": a.me.id, "type": "secrets.request_ended",
                             "message": {"request_id": "r1", "outcome": "provided"}}),
     ]

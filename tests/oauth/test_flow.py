@@ -84,7 +84,7 @@ async def test_the_same_agent_reuses_the_token_and_another_agent_makes_the_perso
             await c.close()
 
 
-async def test_delegate_to_stores_the_credential_for_the_delegate(
+async def test_delegate_to_stores_the_persons_credential_delegated_to_the_named_one(
     oauth_env: OAuthEnv, browser: aiohttp.ClientSession
 ) -> None:
     agent_id, person_id, worker_id = oauth_env.ids("agent", "carol", "worker")
@@ -93,10 +93,15 @@ async def test_delegate_to_stores_the_credential_for_the_delegate(
     worker = await oauth_env.connect(worker_id, role="agent")
     try:
         grant, _ = await run_flow(browser, agent, person, person_id, delegate_to=worker_id)
-        assert grant["credential"]["owner"] == worker_id
-        assert not await stored(person) and await stored(worker)
-        offline = await worker.request("secrets.get_offline_oauth_token", {"connector": "oidc"})
+        # the person who consented owns it; the worker may use it; nothing lands in the worker's namespace
+        assert (grant["credential"]["owner"], grant["credential"]["delegated_to"]) == (person_id, worker_id)
+        assert not await stored(worker)
+        mine = (await person.request("secrets.list"))["secrets"]
+        assert [(s["id"], s["delegated_to"]) for s in mine] == [("oidc", worker_id)]
+        # the worker asks for the delegated credential explicitly
+        offline = await worker.request("secrets.get_offline_oauth_token", {"connector": "oidc", "delegated_to": worker_id})
         assert offline["access_token"] == grant["access_token"]
+        assert (await worker.request("secrets.get_offline_oauth_token", {"connector": "oidc"}))["access_token"] is None
     finally:
         for c in (agent, person, worker):
             await c.close()

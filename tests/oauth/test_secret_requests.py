@@ -55,7 +55,7 @@ async def test_a_provided_secret_is_returned_and_stored_for_the_requester(oauth_
             await c.close()
 
 
-async def test_delegate_to_stores_the_answer_for_the_delegate(oauth_env: OAuthEnv) -> None:
+async def test_delegate_to_stores_the_answer_for_the_requester_delegated_to_the_named_one(oauth_env: OAuthEnv) -> None:
     agent_id, person_id, worker_id = oauth_env.ids("agent", "pia", "worker")
     agent = await oauth_env.connect(agent_id, role="agent")
     person = await oauth_env.connect(person_id)
@@ -65,9 +65,13 @@ async def test_delegate_to_stores_the_answer_for_the_delegate(oauth_env: OAuthEn
         await person.request("secrets.provide_secret", {
             "request_id": push["request_id"], "value": base64.b64encode(b'{"username":"u","password":"p"}').decode()})
         result = await task
-        assert result["secret"]["owner"] == worker_id
-        got = await worker.request("secrets.get", {"id": requested_secret_id("secret://db", "git")})
+        # the requester's own secret, delegated to the worker: never written into the worker's namespace
+        assert (result["secret"]["owner"], result["secret"]["delegated_to"]) == (agent_id, worker_id)
+        secret_id = requested_secret_id("secret://db", "git")
+        got = await worker.request("secrets.get", {"id": secret_id, "delegated_to": worker_id})
         assert base64.b64decode(got["value"]) == b'{"username":"u","password":"p"}'
+        # the worker's own lookup of that id finds nothing of its own
+        assert (await worker.request("secrets.exists", {"id": secret_id}))["exists"] is False
     finally:
         for c in (agent, person, worker):
             await c.close()

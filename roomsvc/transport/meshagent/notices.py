@@ -57,14 +57,16 @@ def notice_push(notice: Notice, recipient: str) -> Push | None:
     """What a MeshAgent participant (id ``recipient``) is sent for ``notice``, if anything."""
     data = notice.data
     if notice.kind == REQUEST_SECRET:
-        return Push(REQUEST_SECRET, {"request_id": data["request_id"], "request": _secret_request(data["request"])})
+        return Push(REQUEST_SECRET, {
+            "request_id": data["request_id"], "request": _secret_request(data["request"]), **_ownership(data),
+        })
     if notice.kind == REQUEST_OAUTH_TOKEN:
         if "challenge" not in data:
             # a start-link request (native consenters only): nothing a MeshAgent app can answer
             log.warning("an OAuth request with a start link reached a MeshAgent participant; not delivered")
             return None
         header = {"request_id": data["request_id"], "request": _oauth_request(data["request"])}
-        return Push(REQUEST_OAUTH_TOKEN, {**header, "challenge": data["challenge"]})
+        return Push(REQUEST_OAUTH_TOKEN, {**header, "challenge": data["challenge"], **_ownership(data)})
     if notice.kind in AS_MESSAGES:
         return Push(
             MESSAGING_PUSH, {"from_participant_id": recipient, "type": notice.kind, "message": dict(data)},
@@ -72,6 +74,11 @@ def notice_push(notice: Notice, recipient: str) -> Push | None:
         )
     log.debug("notice %r has no MeshAgent form; not delivered", notice.kind)
     return None
+
+
+def _ownership(data: Mapping[str, Any]) -> dict[str, Any]:
+    """roomsvc's addition (the SDK ignores it): who will own the result and who may use it."""
+    return {"owner": data.get("owner"), "usable_by": list(data.get("usable_by") or ())}
 
 
 def _secret_request(request: Mapping[str, Any]) -> dict[str, Any]:

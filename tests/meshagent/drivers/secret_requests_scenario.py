@@ -12,6 +12,7 @@ secret (bob's handler answers it too) and answers alice's request for one.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 from sdkutil import emit, outcome, read_config, room_client
@@ -58,7 +59,11 @@ async def main() -> None:
         out["stolen"] = await outcome(ask(url="secret://steal", type="git", from_participant_id=bob_id, timeout=TIMEOUT))
         out["delegated"] = await outcome(ask(url="secret://for-carol", type="text/plain", from_participant_id=bob_id,
                                              timeout=TIMEOUT, delegate_to="carol"))
-        out["carol_reads_delegated"] = [s.name for s in await carol.secrets.list_secrets()]
+        # stored as alice's secret delegated to carol: carol's own list stays empty, she names it to read it
+        out["carol_lists"] = [s.name for s in await carol.secrets.list_secrets()]
+        delegated_id = "req:" + hashlib.sha256(b"secret://for-carol\ntext/plain").hexdigest()[:40]
+        got = await carol.secrets.get_secret(secret_id=delegated_id, delegated_to="carol")
+        out["carol_reads_delegated"] = got.data.decode() if got is not None else None
         out["from_native"] = await outcome(ask(url="secret://from-native", type="text/plain",
                                                from_participant_id=cfg["native_id"], timeout=TIMEOUT))
         out["nobody"] = await outcome(ask(url="secret://x", type="text/plain", from_participant_id="nobody", timeout=TIMEOUT))
