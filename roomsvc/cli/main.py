@@ -244,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 3
     except RoomsvcError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        # the error's name in brackets: the same word the HTTP and websocket APIs answer with
+        print(f"error [{exc.name}]: {exc.message}", file=sys.stderr)
         hint = _HINTS.get(exc.name)
         if hint:
             print(hint, file=sys.stderr)

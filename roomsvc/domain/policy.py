@@ -211,8 +211,8 @@ def table() -> str:
         for action in actions:
             address = TABLE_ADDRESS
             if action is Action.REQUEST:
-                # a request by this caller, stored for itself and delegated to bob
-                address = Address(TABLE_ADDRESS.room, identity, "req", "bob", asked_identity="erin")
+                # a request by this caller, stored for itself and delegated to frank
+                address = Address(TABLE_ADDRESS.room, identity, "req", "frank", asked_identity="erin")
             outcome = decide(who, action, address, now=1.0, participant=f"p-{identity}").outcome
             cells.append(_WORDS[outcome])
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
