@@ -38,6 +38,7 @@ from roomsvc.domain.oauth_refresh import SYSTEM_IDENTITY, CredentialVault, Refre
 from roomsvc.domain.oauth_registry import ConnectorRegistry
 from roomsvc.domain.ports import Cipher, SecretRecord, SecretRepository
 from roomsvc.domain.principal import Principal
+from roomsvc.domain.ratelimit import SECRET_OPS, RateLimiter
 from roomsvc.domain.rooms import Participant, RoomService
 from roomsvc.domain.secrets import Address, SecretService
 from roomsvc.errors import InvalidRequest, ReauthRequired, RoomsvcError
@@ -67,7 +68,9 @@ class OAuthService:
         public_url: Callable[[], str],
         policy: OAuthPolicy,
         project_keys: ProjectSecretResolver | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        self._limiter = limiter or RateLimiter.off()
         self._rooms = rooms
         self._provider = provider
         self.registry = registry
@@ -83,7 +86,7 @@ class OAuthService:
         )
         self.consent = ConsentFlows(
             rooms=rooms, cipher=cipher, flows=flows, provider=provider, vault=self._vault, clients=self._clients,
-            auditor=auditor, clock=clock, public_url=public_url, policy=policy,
+            auditor=auditor, clock=clock, public_url=public_url, policy=policy, limiter=limiter,
         )
 
     # -- tokens ---------------------------------------------------------------------------------
@@ -108,6 +111,7 @@ class OAuthService:
             Rejected: P (or the person at the provider) declined.
             OAuthError: the provider refused the code exchange.
         """
+        self._limiter.check(SECRET_OPS, requester.room, requester.identity)
         caller = requester.principal
         caller.require_room(requester.room)
         caller.require_api("secrets")
@@ -139,6 +143,7 @@ class OAuthService:
         Raises:
             ReauthRequired: the credential exists but its grant is dead.
         """
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         caller.require_room(room)
         caller.require_api("secrets")
         client = await self.client_for(caller, connector, oauth)
@@ -186,8 +191,8 @@ class OAuthService:
         if timeout is None:
             return self.policy.flow_timeout
         limit = self.policy.max_flow_timeout
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= limit:
-            raise InvalidRequest(f"'timeout' must be a number of seconds in (0, {limit:g}]")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not max(self.policy.min_flow_timeout, 1e-9) <= timeout <= limit:
+            raise InvalidRequest(f"'timeout' must be a number of seconds from {self.policy.min_flow_timeout:g} to {limit:g} (oauth.min_flow_timeout, oauth.max_flow_timeout)")
         return float(timeout)
 
     # -- answering consent requests (see ConsentFlows) -----------------------------------------------

@@ -23,6 +23,7 @@ from roomsvc.domain.audit import Auditor
 from roomsvc.domain.events import Notice
 from roomsvc.domain.ports import SecretRecord
 from roomsvc.domain.principal import Principal
+from roomsvc.domain.ratelimit import FLOWS, SECRET_OPS, RateLimiter
 from roomsvc.domain.rooms import Participant, RoomService
 from roomsvc.domain.secrets import DEFAULT_TYPE, SecretService
 from roomsvc.errors import InvalidRequest, NotFound, Overloaded, PermissionDenied, Rejected, Timeout
@@ -67,7 +68,11 @@ class SecretRequestService:
         default_timeout: float = 300.0,
         max_timeout: float = 3600.0,
         max_pending_per_identity: int = 8,
+        min_timeout: float = 0.0,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        self._limiter = limiter or RateLimiter.off()
+        self._min_timeout = min_timeout
         self._rooms = rooms
         self._secrets = secrets
         self._audit = auditor
@@ -92,6 +97,7 @@ class SecretRequestService:
         Raises:
             NotFound: no such participant. Timeout: no answer in time. Rejected: declined.
         """
+        self._limiter.check(FLOWS, requester.room, requester.identity)
         requester.principal.require_room(requester.room)
         requester.principal.require_api("secrets")
         url_, type_ = _text(url, "url", MAX_URL), _text(type or DEFAULT_TYPE, "type", MAX_TYPE)
@@ -151,6 +157,7 @@ class SecretRequestService:
         Raises:
             NotFound, PermissionDenied.
         """
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         secret_id = requested_secret_id(_text(url, "url", MAX_URL), _text(type or DEFAULT_TYPE, "type", MAX_TYPE))
         return await self._secrets.delete(caller, room, secret_id=secret_id, for_identity=delegated_to, channel="request")
 
@@ -176,8 +183,8 @@ class SecretRequestService:
     def _timeout(self, timeout: float | None) -> float:
         if timeout is None:
             return self._default_timeout
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= self._max_timeout:
-            raise InvalidRequest(f"'timeout' must be a number of seconds in (0, {self._max_timeout:g}]")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not max(self._min_timeout, 1e-9) <= timeout <= self._max_timeout:
+            raise InvalidRequest(f"'timeout' must be a number of seconds from {self._min_timeout:g} to {self._max_timeout:g} (oauth.min_flow_timeout, oauth.max_flow_timeout)")
         return float(timeout)
 
 

@@ -24,6 +24,7 @@ from roomsvc.clock import Clock
 from roomsvc.domain.audit import Auditor
 from roomsvc.domain.ports import Cipher, EncryptedBlob, SecretRecord, SecretRepository
 from roomsvc.domain.principal import Principal
+from roomsvc.domain.ratelimit import SECRET_OPS, RateLimiter
 from roomsvc.errors import (
     Conflict,
     DecryptionFailed,
@@ -78,7 +79,9 @@ class SecretService:
         clock: Clock,
         max_value_size: int = 65536,
         max_versions: int = 10,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        self._limiter = limiter or RateLimiter.off()
         self._store = store
         self._cipher = cipher
         self._audit = auditor
@@ -113,6 +116,7 @@ class SecretService:
         Raises:
             PermissionDenied, InvalidRequest, TooLarge, Conflict (expected_version differs).
         """
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         addr = await self._writable(caller, room, secret_id, delegated_to, for_identity, "set", channel)
         if addr.delegated_to == addr.owner:
             # a secret "delegated" to its own owner would shadow what others delegated to it
@@ -172,6 +176,7 @@ class SecretService:
             NotFound: missing, or not visible to the caller.
             DecryptionFailed: the stored ciphertext does not open (audited).
         """
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         record, blob = await self._readable(caller, room, secret_id, delegated_to, for_identity, action, channel)
         try:
             value = self._cipher.decrypt(blob, secret_aad(record))
@@ -202,6 +207,7 @@ class SecretService:
         for_identity: str | None = None,
         channel: str,
     ) -> bool:
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         try:
             record, _ = await self._readable(caller, room, secret_id, delegated_to, for_identity, "exists", channel)
         except NotFound:
@@ -211,6 +217,7 @@ class SecretService:
 
     async def list(self, caller: Principal, room: str, *, for_identity: str | None = None, channel: str) -> list[SecretRecord]:
         """Metadata of the owner's secrets: never values."""
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         room_ = await self._check_room(caller, room, None, "list", channel)
         owner = await self._owner(caller, room_, for_identity, None, "list", channel)
         records = await self._store.list_secrets(room_, owner)
@@ -227,6 +234,7 @@ class SecretService:
         for_identity: str | None = None,
         channel: str,
     ) -> SecretRecord:
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         addr = await self._writable(caller, room, secret_id, delegated_to, for_identity, "delete", channel)
         current = await self._store.get_secret(addr.room, addr.owner, addr.id, addr.delegated_to)
         if current is None:
@@ -256,6 +264,7 @@ class SecretService:
         for_identity: str | None = None,
         channel: str,
     ) -> builtins.list[tuple[int, float]]:  # ``list`` in this class body is the method above
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         addr = await self._writable(caller, room, secret_id, delegated_to, for_identity, "versions", channel)
         found = await self._store.list_versions(addr.room, addr.owner, addr.id, addr.delegated_to)
         if not found:

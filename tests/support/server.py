@@ -26,6 +26,8 @@ FAST = {
     "ROOMSVC_WEBSOCKET_SEND_TIMEOUT": "2",
     "ROOMSVC_WEBSOCKET_MAX_CALL_TIMEOUT": "30",
     "ROOMSVC_SERVER_SHUTDOWN_TIMEOUT": "2",
+    # tests ask for sub-second flow timeouts to see them expire
+    "ROOMSVC_OAUTH_MIN_FLOW_TIMEOUT": "0.1",
 }
 
 
