@@ -3,11 +3,12 @@ and wires every layer together."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import WSCloseCode, web
 
@@ -20,12 +21,14 @@ from roomsvc.crypto.keys import KeySources, LoadedKeys, keyring_from_api_key, lo
 from roomsvc.crypto.tokens import TokenVerifier, mint
 from roomsvc.domain.audit import Auditor
 from roomsvc.domain.headers import HeaderService
+from roomsvc.domain.housekeeping import HOUSEKEEPING_IDENTITY, AuditPruner, FlowPurger
 from roomsvc.domain.oauth_connectors import ConnectorSpec
 from roomsvc.domain.oauth_refresh import LocalLocks
 from roomsvc.domain.oauth_registry import ConnectorRegistry
 from roomsvc.domain.oauth_service import OAuthPolicy, OAuthService
 from roomsvc.domain.principal import Principal, build_claims, principal_from_claims
 from roomsvc.domain.project_secrets import ProjectSecretService
+from roomsvc.domain.ratelimit import FLOWS, MESSAGES, SECRET_OPS, Rate, RateLimiter
 from roomsvc.domain.rooms import RoomService
 from roomsvc.domain.secret_requests import SecretRequestService
 from roomsvc.domain.secrets import SecretService
@@ -69,6 +72,8 @@ class Runtime:
     bound_port: int | None = None
     #: closed after the store at shutdown (outbound HTTP sessions)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: periodic housekeeping while serving: (name, interval in seconds, job)
+    periodic: list[tuple[str, float, Callable[[], Awaitable[object]]]] = field(default_factory=list)
 
 
 async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
@@ -107,15 +112,25 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
         return settings.public_url(runtime_ref[0].bound_port if runtime_ref else None)
 
     ws = settings.websocket
-    secrets = SecretService(
-        store=store, cipher=cipher, auditor=auditor, clock=clock,
-        max_value_size=settings.secrets.max_value_size, max_versions=settings.secrets.max_versions,
-    )
+    limiter = rate_limiter(settings, clock)
+
+    def secret_service(limiter: RateLimiter | None) -> SecretService:
+        return SecretService(
+            store=store, cipher=cipher, auditor=auditor, clock=clock, limiter=limiter,
+            max_value_size=settings.secrets.max_value_size, max_versions=settings.secrets.max_versions,
+            leeway=settings.tokens.leeway,
+        )
+
+    # callers' own secret operations spend their rate limit here; services that act for a
+    # caller who has already paid (header resolution, OAuth credential writes, storing a
+    # provided secret) use ``internal``, so one call is counted once and the server's own
+    # writes never fail for someone else's budget
+    secrets, internal = secret_service(limiter), secret_service(None)
     services = Services(
         rooms=RoomService(
             rooms=store, clock=clock, auto_create=settings.rooms.auto_create,
             max_participants=settings.rooms.max_participants,
-            max_connections_per_identity=ws.max_connections_per_identity,
+            max_connections_per_identity=ws.max_connections_per_identity, limiter=limiter,
         ),
         secrets=secrets,
         project_secrets=ProjectSecretService(
@@ -132,14 +147,15 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
             max_call_timeout=ws.max_call_timeout,
         ),
         public_url=public_url,
-        headers=HeaderService(secrets=secrets),
+        headers=HeaderService(secrets=internal, limiter=limiter),
     )
     provider = AiohttpOAuthProvider(
         connect_timeout=settings.oauth.http_connect_timeout, timeout=settings.oauth.http_timeout,
         max_response_size=settings.oauth.max_response_size,
     )
-    services = _with_oauth(settings, services, store, cipher, clock, provider, connectors)
+    services = _with_oauth(settings, services, store, cipher, clock, provider, connectors, internal, limiter)
     runtime = Runtime(settings=settings, store=store, services=services, keys=keys, verifier=verifier)
+    _add_housekeeping(runtime, store, auditor, clock)
     runtime.closers.append(provider.close)
     runtime_ref.append(runtime)
     return runtime
@@ -147,31 +163,76 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
 
 def _with_oauth(
     settings: Settings, services: Services, store: SqliteStore, cipher: EnvelopeCipher, clock: Clock,
-    provider: AiohttpOAuthProvider, connectors: list[ConnectorSpec],
+    provider: AiohttpOAuthProvider, connectors: list[ConnectorSpec], internal: SecretService, limiter: RateLimiter,
 ) -> Services:
     """Add the OAuth and secret-request services (issue 4) to the wired services."""
     o, insecure = settings.oauth, settings.server.allow_insecure_loopback
     policy = OAuthPolicy(
         inline_endpoints=o.inline_endpoints, refresh_margin=o.refresh_margin,
         assumed_token_lifetime=o.assumed_token_lifetime, state_ttl=o.state_ttl, flow_timeout=o.flow_timeout,
-        max_flow_timeout=o.max_flow_timeout, max_pending_per_identity=o.max_pending_per_identity,
+        max_flow_timeout=o.max_flow_timeout, min_flow_timeout=o.min_flow_timeout,
+        max_pending_per_identity=o.max_pending_per_identity,
         refresh_retries=o.refresh_retries, refresh_backoff=o.refresh_backoff, insecure_ok=insecure,
     )
     oauth = OAuthService(
-        rooms=services.rooms, secrets=services.secrets, store=store, cipher=cipher, flows=SqliteFlowStore(store),
+        rooms=services.rooms, secrets=internal, store=store, cipher=cipher, flows=SqliteFlowStore(store), limiter=limiter,
         provider=provider, lock=LocalLocks(), auditor=services.auditor, clock=clock, public_url=services.public_url,
         registry=ConnectorRegistry(connectors, provider=provider, clock=clock, discovery_ttl=o.discovery_ttl, insecure_ok=insecure),
         policy=policy,
         project_keys=lambda secret_id, service: services.project_secrets.resolve_keys(secret_id, service=service),
     )
     services.secrets.attach_oauth(oauth)
+    internal.attach_oauth(oauth)
     if services.headers is not None:
         services.headers.set_access_tokens(oauth)
     requests = SecretRequestService(
-        rooms=services.rooms, secrets=services.secrets, auditor=services.auditor, default_timeout=o.flow_timeout,
-        max_timeout=o.max_flow_timeout, max_pending_per_identity=o.max_pending_per_identity,
+        rooms=services.rooms, secrets=internal, auditor=services.auditor, default_timeout=o.flow_timeout,
+        max_timeout=o.max_flow_timeout, min_timeout=o.min_flow_timeout, max_pending_per_identity=o.max_pending_per_identity,
+        limiter=limiter,
     )
     return replace(services, oauth=oauth, secret_requests=requests)
+
+
+def rate_limiter(settings: Settings, clock: Clock) -> RateLimiter:
+    lim = settings.limits
+    return RateLimiter(
+        {
+            SECRET_OPS: Rate(lim.secret_ops_rate, lim.secret_ops_burst),
+            FLOWS: Rate(lim.flows_rate, lim.flows_burst),
+            MESSAGES: Rate(lim.messages_rate, lim.messages_burst),
+        },
+        clock=clock, max_buckets=lim.max_buckets,
+    )
+
+
+def _add_housekeeping(runtime: Runtime, store: SqliteStore, auditor: Auditor, clock: Clock) -> None:
+    """The audit pruner (also behind ``roomsvc audit prune``) and the timed jobs."""
+    s = runtime.settings
+    pruner = AuditPruner(
+        repo=store, auditor=auditor, clock=clock, retention=s.secrets.audit_retention, batch=s.secrets.audit_prune_batch
+    )
+    runtime.services = replace(runtime.services, audit_pruner=pruner)
+    purger = FlowPurger(
+        flows=SqliteFlowStore(store), clock=clock, grace=s.oauth.flow_purge_grace,
+        # a code exchange that began before the deadline: token request, then userinfo
+        exchange_allowance=2 * (s.oauth.http_connect_timeout + s.oauth.http_timeout),
+    )
+    runtime.periodic.append(("oauth flow purge", s.oauth.flow_purge_interval, purger.purge))
+    if s.secrets.audit_retention > 0 and s.secrets.audit_prune_interval > 0:
+        runtime.periodic.append(("audit prune", s.secrets.audit_prune_interval, lambda: pruner.prune(HOUSEKEEPING_IDENTITY)))
+
+
+async def _run_periodic(name: str, interval: float, job: Callable[[], Awaitable[object]]) -> None:
+    """Run ``job`` every ``interval`` seconds until cancelled; a failure is logged, and
+    the next round tries again."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - housekeeping must outlive a bad round
+            log.exception("%s failed; trying again in %g s", name, interval)
 
 
 def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], None] | None = None) -> web.Application:
@@ -208,7 +269,16 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
         for close in runtime.closers:
             await close()
 
+    async def housekeeping(app: web.Application) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(_run_periodic(*job), name=job[0]) for job in runtime.periodic]
+        yield
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     app.on_shutdown.append(close_connections)
+    # registered before the cleanup below runs, so the jobs stop before the store closes
+    app.cleanup_ctx.append(housekeeping)
     app.on_cleanup.append(close_store)
     return app
 

@@ -83,6 +83,12 @@ class SecretSettings:
     max_value_size: int = 65536
     max_versions: int = 10
     audit_batch_max: int = 256
+    #: audit lines older than this many seconds may be pruned; 0 = keep forever
+    audit_retention: float = 0.0
+    #: with a retention set, the server prunes this often (seconds; 0 = only `roomsvc audit prune`)
+    audit_prune_interval: float = 3600.0
+    #: lines deleted per write transaction while pruning (other writes go in between)
+    audit_prune_batch: int = 5000
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,12 @@ class OAuthSettings:
     flow_timeout: float = 300.0
     #: longest timeout a request may ask for
     max_flow_timeout: float = 3600.0
+    #: shortest timeout a request may ask for (shorter ones are refused)
+    min_flow_timeout: float = 10.0
+    #: how often flows past their deadline are expired and deleted (seconds)
+    flow_purge_interval: float = 60.0
+    #: a flow's row is deleted this long after its deadline
+    flow_purge_grace: float = 60.0
     #: consent requests one identity may have waiting at once
     max_pending_per_identity: int = 8
     #: outbound calls to providers: connect and total timeouts, largest response accepted
@@ -121,6 +133,24 @@ class OAuthSettings:
     refresh_backoff: float = 0.5
     #: where connector definitions (*.toml) are read from at start-up
     connectors_dir: str = "config/connectors"
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Per-identity rate limits (token buckets per room and identity, per node): ``*_rate``
+    operations a second on average, ``*_burst`` at once; a rate of 0 turns a class off."""
+
+    #: room-secret reads, writes, lists, deletes, exists, header resolution, offline tokens
+    secret_ops_rate: float = 20.0
+    secret_ops_burst: int = 100
+    #: new OAuth consent flows and secret requests (each one prompts another participant)
+    flows_rate: float = 0.5
+    flows_burst: int = 20
+    #: messages sent, broadcast, or calls made to other participants
+    messages_rate: float = 100.0
+    messages_burst: int = 500
+    #: buckets kept per class; idle (full) ones are dropped first, then the least recently used
+    max_buckets: int = 100000
 
 
 @dataclass(frozen=True)
@@ -146,6 +176,7 @@ class Settings:
     secrets: SecretSettings = field(default_factory=SecretSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
 
     # -- derived values -------------------------------------------------------------
@@ -317,6 +348,17 @@ def _validate(s: Settings) -> None:
             raise ConfigError(key, "must be above 0")
     if s.oauth.flow_timeout > s.oauth.max_flow_timeout:
         raise ConfigError("oauth.flow_timeout", "must not exceed oauth.max_flow_timeout")
+    if not s.oauth.min_flow_timeout <= s.oauth.flow_timeout:
+        raise ConfigError("oauth.min_flow_timeout", "must not exceed oauth.flow_timeout")
+    if s.oauth.flow_purge_interval <= 0:
+        raise ConfigError("oauth.flow_purge_interval", "must be above 0")
+    for kind in ("secret_ops", "flows", "messages"):
+        if getattr(s.limits, f"{kind}_rate") > 0 and getattr(s.limits, f"{kind}_burst") < 1:
+            raise ConfigError(f"limits.{kind}_burst", "must be at least 1 (set the rate to 0 to turn the limit off)")
+    if s.limits.max_buckets < 1:
+        raise ConfigError("limits.max_buckets", "must be at least 1")
+    if s.secrets.audit_prune_batch < 1:
+        raise ConfigError("secrets.audit_prune_batch", "must be at least 1")
     for entry in s.oauth.inline_endpoints:
         parts = urlsplit(entry.rstrip("*"))
         if parts.scheme not in {"http", "https"} or not parts.hostname:

@@ -23,7 +23,8 @@ looks on the wire (application code, HTTP status, websocket close code)::
     ├── Rejected                    the participant asked declined (reject, access_denied)
     ├── Timeout
     └── Overloaded                  a bounded resource is full; retry later
-        └── TooManyConnections      the per-identity connection cap is reached
+        ├── TooManyConnections      the per-identity connection cap is reached
+        └── RateLimited             a per-identity rate limit is reached (retry_after)
     ConfigError                     (separate: start-up only) bad setting, with key path
 
 Messages never contain a secret value: they name fields, ids and placeholders only.
@@ -131,6 +132,17 @@ class Overloaded(RoomsvcError):
 
 class TooManyConnections(Overloaded):
     name = "too_many_connections"
+
+
+class RateLimited(Overloaded):
+    """An identity went over one of its rate limits. ``retry_after`` is the number of
+    seconds until the next operation of that kind will be let through."""
+
+    name = "rate_limited"
+
+    def __init__(self, message: str = "", *, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ConfigError(Exception):

@@ -261,6 +261,32 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return _run(args, work)
 
 
+def cmd_audit_prune(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"dry_run": bool(args.dry_run)}
+    if args.older_than is not None:
+        body["older_than"] = args.older_than
+
+    async def work(client: ApiClient) -> None:
+        report = (await client.request("POST", "/v1/admin/audit/prune", json_body=body))["prune"]
+        if args.json:
+            _print_json(report)
+            return
+        verb = "would delete" if report["dry_run"] else "deleted"
+        print(f"{verb} {report['deleted']} audit lines older than {_stamp(report['cutoff'])}", end="")
+        if report["deleted"]:
+            print(f", from {_stamp(report['oldest'])} to {_stamp(report['newest'])}:")
+            for action, count in report["by_action"].items():
+                print(f"  {action}: {count}")
+        else:
+            print()
+
+    return _run(args, work)
+
+
+def _stamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     path = str(Path(args.path).absolute())
 

@@ -71,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=client_cmds.cmd_audit)
+    audit_sub = p.add_subparsers(dest="audit_command", metavar="COMMAND", required=False)
+    prune = audit_sub.add_parser("prune", help="delete audit lines older than the retention", description=(
+        "Delete audit lines older than the server's retention (secrets.audit_retention) and show what was "
+        "deleted (operator token). A shorter --older-than is refused: lines younger than the retention are "
+        "never deleted. With retention 0 (keep forever) nothing may be pruned."))
+    _common(prune)
+    _client(prune)
+    prune.add_argument("--older-than", type=float, metavar="SECONDS", help="delete lines older than this (default: the retention)")
+    prune.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
+    prune.add_argument("--json", action="store_true", help="print JSON")
+    prune.set_defaults(func=client_cmds.cmd_audit_prune)
 
     p = sub.add_parser("backup", help="consistent copy of the database", description=(
         "Ask the running server for a consistent copy of its database (SQLite backup API) at PATH on the "

@@ -17,6 +17,7 @@ from typing import Protocol
 from roomsvc.domain.header_spec import HeaderSpec, HeaderSpecError, parse_header_spec
 from roomsvc.domain.ports import SecretRecord
 from roomsvc.domain.principal import Principal
+from roomsvc.domain.ratelimit import SECRET_OPS, RateLimiter
 from roomsvc.domain.secrets import KIND_OAUTH, SecretService
 from roomsvc.errors import InvalidRequest, NotFound
 from roomsvc.ids import SecretBytes
@@ -59,8 +60,9 @@ class _Value:
 
 
 class HeaderService:
-    def __init__(self, *, secrets: SecretService, tokens: AccessTokens | None = None) -> None:
+    def __init__(self, *, secrets: SecretService, tokens: AccessTokens | None = None, limiter: RateLimiter | None = None) -> None:
         self._secrets = secrets
+        self._limiter = limiter or RateLimiter.off()
         self._tokens = tokens
 
     def set_access_tokens(self, tokens: AccessTokens) -> None:
@@ -82,6 +84,7 @@ class HeaderService:
             HeaderSpecError: a spec is malformed or a value cannot go into a header.
             NotFound: a placeholder names no secret the caller may use.
         """
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         if not isinstance(specs, list) or not specs:
             raise InvalidRequest("give at least one header spec HEADER:FORMAT")
         if len(specs) > MAX_SPECS:

@@ -49,6 +49,7 @@ from roomsvc.domain.oauth_flows import (
 from roomsvc.domain.oauth_ports import ClientAuth, FlowRepository, OAuthProvider
 from roomsvc.domain.oauth_refresh import SYSTEM_IDENTITY, CredentialVault, StoredCredential
 from roomsvc.domain.ports import Cipher
+from roomsvc.domain.ratelimit import FLOWS, RateLimiter
 from roomsvc.domain.rooms import Participant, RoomService
 from roomsvc.domain.secrets import Address
 from roomsvc.errors import (
@@ -86,6 +87,7 @@ class OAuthPolicy:
     state_ttl: float = 600.0
     flow_timeout: float = 300.0
     max_flow_timeout: float = 3600.0
+    min_flow_timeout: float = 0.0
     max_pending_per_identity: int = 8
     refresh_retries: int = 3
     refresh_backoff: float = 0.5
@@ -113,7 +115,9 @@ class ConsentFlows:
         clock: Clock,
         public_url: Callable[[], str],
         policy: OAuthPolicy,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        self._limiter = limiter or RateLimiter.off()
         self._rooms = rooms
         self._cipher = cipher
         self._flows = flows
@@ -137,6 +141,7 @@ class ConsentFlows:
         Raises:
             Overloaded, InvalidRequest, Timeout, Rejected, PermissionDenied, OAuthError.
         """
+        self._limiter.check(FLOWS, requester.room, requester.identity)
         identity = requester.identity
         if sum(1 for w in self._waiters.values() if w.requester == identity) >= self.policy.max_pending_per_identity:
             raise Overloaded(f"{identity!r} already waits for {self.policy.max_pending_per_identity} OAuth consents")

@@ -97,6 +97,13 @@ class FlowRepository(Protocol):
 
     async def flow_secrets(self, flow_id: str) -> EncryptedBlob | None: ...
 
+    async def purge_flows(self, *, now: float, before: float, stuck_before: float) -> tuple[int, int]:
+        """Housekeeping, one write: flows whose deadline is before ``before`` and that
+        nobody ended (pending, started: their requester's node is gone) move to expired,
+        erasing their sealed verifier; then flows whose deadline is before ``before`` are
+        deleted (exchanging ones only before ``stuck_before``: their code exchange may
+        still be running). Returns (expired, deleted)."""
+
 
 class KeyedLock(Protocol):
     def hold(self, key: str) -> AbstractAsyncContextManager[None]:

@@ -43,6 +43,7 @@ from roomsvc.domain.policy import Action
 from roomsvc.domain.policy import Address as PolicyAddress
 from roomsvc.domain.ports import Cipher, SecretRecord, SecretRepository
 from roomsvc.domain.principal import Principal
+from roomsvc.domain.ratelimit import SECRET_OPS, RateLimiter
 from roomsvc.domain.rooms import Participant, RoomService
 from roomsvc.domain.secrets import Address, SecretService
 from roomsvc.errors import InvalidRequest, ReauthRequired, RoomsvcError
@@ -72,7 +73,9 @@ class OAuthService:
         public_url: Callable[[], str],
         policy: OAuthPolicy,
         project_keys: ProjectSecretResolver | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        self._limiter = limiter or RateLimiter.off()
         self._rooms = rooms
         self._provider = provider
         self.registry = registry
@@ -89,7 +92,7 @@ class OAuthService:
         )
         self.consent = ConsentFlows(
             rooms=rooms, cipher=cipher, flows=flows, provider=provider, vault=self._vault, clients=self._clients,
-            auditor=auditor, clock=clock, public_url=public_url, policy=policy,
+            auditor=auditor, clock=clock, public_url=public_url, policy=policy, limiter=limiter,
         )
 
     # -- tokens ---------------------------------------------------------------------------------
@@ -114,6 +117,7 @@ class OAuthService:
             Rejected: P (or the person at the provider) declined.
             OAuthError: the provider refused the code exchange.
         """
+        self._limiter.check(SECRET_OPS, requester.room, requester.identity)
         caller = requester.principal
         client = await self.client_for(caller, connector, oauth)
         target = self._rooms.find(requester.room, from_participant_id)
@@ -147,6 +151,7 @@ class OAuthService:
         Raises:
             ReauthRequired: the credential exists but its grant is dead.
         """
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         client = await self.client_for(caller, connector, oauth)
         cid = SecretId(client.credential_id)
         room_ = RoomName(room)
@@ -223,8 +228,8 @@ class OAuthService:
         if timeout is None:
             return self.policy.flow_timeout
         limit = self.policy.max_flow_timeout
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= limit:
-            raise InvalidRequest(f"'timeout' must be a number of seconds in (0, {limit:g}]")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not max(self.policy.min_flow_timeout, 1e-9) <= timeout <= limit:
+            raise InvalidRequest(f"'timeout' must be a number of seconds from {self.policy.min_flow_timeout:g} to {limit:g} (oauth.min_flow_timeout, oauth.max_flow_timeout)")
         return float(timeout)
 
     # -- answering consent requests (see ConsentFlows) -----------------------------------------------

@@ -27,6 +27,7 @@ from roomsvc.domain.events import (
 )
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.ports import RoomRecord, RoomRepository
+from roomsvc.domain.ratelimit import MESSAGES, RateLimiter
 from roomsvc.errors import (
     InvalidRequest,
     NotFound,
@@ -91,7 +92,9 @@ class RoomService:
         auto_create: bool = True,
         max_participants: int = 500,
         max_connections_per_identity: int = 16,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        self._limiter = limiter or RateLimiter.off()
         self._rooms = rooms
         self._clock = clock
         self._auto_create = auto_create
@@ -212,17 +215,21 @@ class RoomService:
 
     # -- messages -------------------------------------------------------------------
 
-    # ``message_type`` and a call's ``method`` are whatever the client sent: _check_type checks them
+    # ``message_type`` and a call's ``method`` are whatever the client sent: _check_type checks them.
+    # Each send, broadcast and call spends one ``messages`` token of the sender (RateLimited
+    # when none is left): a flood costs every receiver, so it is stopped at the sender.
 
     def send(
         self, sender: Participant, to: str, message_type: object, body: Any, attachment: bytes | None = None
     ) -> None:
+        self._limiter.check(MESSAGES, sender.room, sender.identity)
         target = self.find(sender.room, to)
         target.sink.deliver(MessageReceived(sender.info(), _check_type(message_type), body, attachment))
 
     def broadcast(
         self, sender: Participant, message_type: object, body: Any, attachment: bytes | None = None
     ) -> int:
+        self._limiter.check(MESSAGES, sender.room, sender.identity)
         event = MessageReceived(sender.info(), _check_type(message_type), body, attachment, broadcast=True)
         return self._fan_out(sender, event)
 
@@ -248,6 +255,7 @@ class RoomService:
             Timeout: no answer within ``timeout`` seconds.
             RoomsvcError: the error the callee answered with.
         """
+        self._limiter.check(MESSAGES, caller.room, caller.identity)
         target = self.find(caller.room, to)
         call_id = secrets.token_urlsafe(12)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

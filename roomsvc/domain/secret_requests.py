@@ -24,6 +24,7 @@ from roomsvc.domain.policy import Action
 from roomsvc.domain.policy import Address as PolicyAddress
 from roomsvc.domain.ports import SecretRecord
 from roomsvc.domain.principal import Principal
+from roomsvc.domain.ratelimit import FLOWS, SECRET_OPS, RateLimiter
 from roomsvc.domain.rooms import Participant, RoomService
 from roomsvc.domain.secrets import DEFAULT_TYPE, Address, SecretService
 from roomsvc.errors import InvalidRequest, NotFound, Overloaded, PermissionDenied, Rejected, Timeout
@@ -67,7 +68,11 @@ class SecretRequestService:
         default_timeout: float = 300.0,
         max_timeout: float = 3600.0,
         max_pending_per_identity: int = 8,
+        min_timeout: float = 0.0,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        self._limiter = limiter or RateLimiter.off()
+        self._min_timeout = min_timeout
         self._rooms = rooms
         self._secrets = secrets
         self._audit = auditor
@@ -92,6 +97,7 @@ class SecretRequestService:
         Raises:
             NotFound: no such participant. Timeout: no answer in time. Rejected: declined.
         """
+        self._limiter.check(FLOWS, requester.room, requester.identity)
         url_, type_ = _text(url, "url", MAX_URL), _text(type or DEFAULT_TYPE, "type", MAX_TYPE)
         delegate = parse_identity(delegate_to) if delegate_to else None
         if delegate == requester.identity:
@@ -157,6 +163,7 @@ class SecretRequestService:
         Raises:
             NotFound, PermissionDenied.
         """
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         secret_id = requested_secret_id(_text(url, "url", MAX_URL), _text(type or DEFAULT_TYPE, "type", MAX_TYPE))
         return await self._secrets.delete(caller, room, secret_id=secret_id, delegated_to=delegated_to, channel="request")
 
@@ -187,8 +194,8 @@ class SecretRequestService:
     def _timeout(self, timeout: float | None) -> float:
         if timeout is None:
             return self._default_timeout
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= self._max_timeout:
-            raise InvalidRequest(f"'timeout' must be a number of seconds in (0, {self._max_timeout:g}]")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not max(self._min_timeout, 1e-9) <= timeout <= self._max_timeout:
+            raise InvalidRequest(f"'timeout' must be a number of seconds from {self._min_timeout:g} to {self._max_timeout:g} (oauth.min_flow_timeout, oauth.max_flow_timeout)")
         return float(timeout)
 
 

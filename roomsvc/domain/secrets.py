@@ -22,6 +22,7 @@ from roomsvc.domain.policy import Action, Decision, Outcome, decide
 from roomsvc.domain.policy import Address as PolicyAddress
 from roomsvc.domain.ports import Cipher, EncryptedBlob, SecretRecord, SecretRepository
 from roomsvc.domain.principal import Principal
+from roomsvc.domain.ratelimit import SECRET_OPS, RateLimiter
 from roomsvc.errors import (
     Conflict,
     DecryptionFailed,
@@ -78,7 +79,9 @@ class SecretService:
         max_value_size: int = 65536,
         max_versions: int = 10,
         leeway: float = 0.0,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        self._limiter = limiter or RateLimiter.off()
         self._store = store
         self._leeway = leeway
         self._cipher = cipher
@@ -114,6 +117,7 @@ class SecretService:
         Raises:
             PermissionDenied, InvalidRequest, TooLarge, Conflict (expected_version differs).
         """
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         action = Action.DELEGATE if delegated_to else Action.WRITE
         addr = await self._address(caller, room, secret_id, delegated_to, for_identity, action, channel)
         if not isinstance(value, (bytes, bytearray)):
@@ -170,6 +174,7 @@ class SecretService:
             NotFound: missing, or not visible to the caller.
             DecryptionFailed: the stored ciphertext does not open (audited).
         """
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         verb = Action.USE if action == "use" else Action.READ
         record, blob = await self._readable(caller, room, secret_id, delegated_to, for_identity, verb, channel)
         try:
@@ -201,6 +206,7 @@ class SecretService:
         for_identity: str | None = None,
         channel: str,
     ) -> bool:
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         try:
             record, _ = await self._readable(caller, room, secret_id, delegated_to, for_identity, Action.EXISTS, channel)
         except NotFound:
@@ -210,6 +216,7 @@ class SecretService:
 
     async def list(self, caller: Principal, room: str, *, for_identity: str | None = None, channel: str) -> list[SecretRecord]:
         """Metadata of the owner's secrets: never values."""
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         addr = await self._address(caller, room, None, None, for_identity, Action.LIST, channel)
         records = await self._store.list_secrets(addr.room, addr.owner)
         await self._audit.record(caller, addr, "list", channel, "ok")
@@ -225,6 +232,7 @@ class SecretService:
         for_identity: str | None = None,
         channel: str,
     ) -> SecretRecord:
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         addr = await self._address(caller, room, secret_id, delegated_to, for_identity, Action.DELETE, channel)
         current = await self._store.get_secret(addr.room, addr.owner, addr.id, addr.delegated_to)
         if current is None:
@@ -254,6 +262,7 @@ class SecretService:
         for_identity: str | None = None,
         channel: str,
     ) -> builtins.list[tuple[int, float]]:  # ``list`` in this class body is the method above
+        self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         addr = await self._address(caller, room, secret_id, delegated_to, for_identity, Action.VERSIONS, channel)
         found = await self._store.list_versions(addr.room, addr.owner, addr.id, addr.delegated_to)
         if not found:

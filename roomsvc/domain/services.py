@@ -7,6 +7,7 @@ from typing import Awaitable, Callable, Protocol
 
 from roomsvc.domain.audit import Auditor
 from roomsvc.domain.headers import HeaderService
+from roomsvc.domain.housekeeping import AuditPruner
 from roomsvc.domain.oauth_service import OAuthService
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.project_secrets import ProjectSecretService
@@ -54,6 +55,8 @@ class Services:
     oauth: OAuthService | None = None
     #: request_secret / provide_secret between participants
     secret_requests: SecretRequestService | None = None
+    #: audit retention: ``roomsvc audit prune`` (operator) and the server's timed prune
+    audit_pruner: AuditPruner | None = None
 
     # -- optional services, for the transports --------------------------------------------
 
@@ -66,6 +69,11 @@ class Services:
         if self.secret_requests is None:
             raise DependencyMissing("this server has no secret requests service")
         return self.secret_requests
+
+    def require_audit_pruner(self) -> AuditPruner:
+        if self.audit_pruner is None:
+            raise DependencyMissing("this server has no audit pruner")
+        return self.audit_pruner
 
     def require_headers(self) -> HeaderService:
         if self.headers is None:

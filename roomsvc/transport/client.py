@@ -7,7 +7,7 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 
-from roomsvc.errors import DependencyMissing, OperationFailed, RoomsvcError
+from roomsvc.errors import DependencyMissing, OperationFailed, RateLimited, RoomsvcError
 
 
 def _subclasses(cls: type[RoomsvcError]) -> list[type[RoomsvcError]]:
@@ -77,7 +77,10 @@ async def _decode(response: aiohttp.ClientResponse) -> dict[str, Any]:
     if response.status >= 400:
         error = body.get("error", {}) if isinstance(body, dict) else {}
         cls = _BY_NAME.get(error.get("name", ""), RoomsvcError)
-        raise cls(error.get("message") or f"HTTP {response.status}")
+        exc = cls(error.get("message") or f"HTTP {response.status}")
+        if isinstance(exc, RateLimited) and isinstance(error.get("retry_after"), (int, float)):
+            exc.retry_after = float(error["retry_after"])
+        raise exc
     if not isinstance(body, dict):
         raise OperationFailed(f"unexpected answer from the server (HTTP {response.status})")
     return body

@@ -8,6 +8,7 @@ roomsvc's own). ``docs/protocol.md`` publishes the same table; a test keeps them
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from roomsvc import errors as e
@@ -42,6 +43,8 @@ ERROR_TABLE: dict[type[e.RoomsvcError], WireError] = {
     e.Timeout: WireError(1009, 504, 1011),
     e.Overloaded: WireError(1010, 503, 1013),
     e.TooManyConnections: WireError(1010, 429, 4029),
+    # 429, not 503: this caller sent too much; the server is fine and serves the others
+    e.RateLimited: WireError(1010, 429, 1013),
     e.RoomsvcError: WireError(1008, 500, 1011),
 }
 
@@ -74,4 +77,14 @@ def wire_error(exc: e.RoomsvcError) -> WireError:
 
 def error_body(exc: e.RoomsvcError) -> dict[str, object]:
     """The JSON shape of an error, shared by HTTP and the native websocket protocol."""
-    return {"code": wire_error(exc).code, "name": exc.name, "message": exc.message}
+    body: dict[str, object] = {"code": wire_error(exc).code, "name": exc.name, "message": exc.message}
+    if isinstance(exc, e.RateLimited):
+        body["retry_after"] = exc.retry_after
+    return body
+
+
+def retry_after_header(exc: e.RoomsvcError) -> dict[str, str]:
+    """``Retry-After`` (whole seconds, RFC 9110 10.2.3) for an HTTP answer to a rate-limited call."""
+    if isinstance(exc, e.RateLimited):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return {}

@@ -13,6 +13,7 @@ import aiohttp
 class ResponseError(Exception):
     def __init__(self, error: dict[str, Any]) -> None:
         super().__init__(f"{error.get('code')} {error.get('name')}: {error.get('message')}")
+        self.error = error
         self.code = error.get("code")
         self.name = error.get("name")
         self.message = error.get("message")

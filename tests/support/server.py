@@ -26,6 +26,13 @@ FAST = {
     "ROOMSVC_WEBSOCKET_SEND_TIMEOUT": "2",
     "ROOMSVC_WEBSOCKET_MAX_CALL_TIMEOUT": "30",
     "ROOMSVC_SERVER_SHUTDOWN_TIMEOUT": "2",
+    # tests ask for sub-second flow timeouts to see them expire
+    "ROOMSVC_OAUTH_MIN_FLOW_TIMEOUT": "0.1",
+    # rate limits stay on (the code path is live) but out of reach of functional tests,
+    # which run many operations as one identity; tests/limits sets small ones
+    "ROOMSVC_LIMITS_SECRET_OPS_BURST": "100000",
+    "ROOMSVC_LIMITS_FLOWS_BURST": "100000",
+    "ROOMSVC_LIMITS_MESSAGES_BURST": "100000",
 }
 
 

@@ -104,6 +104,26 @@ class SqliteFlowStore:
         result: Flow | None = await self._store._write(job)
         return result
 
+    async def purge_flows(self, *, now: float, before: float, stuck_before: float) -> tuple[int, int]:
+        unended = sorted(s.value for s in MOVES[FlowStatus.EXPIRED])
+        marks = ", ".join("?" * len(unended))
+
+        async def job(db: aiosqlite.Connection) -> tuple[int, int]:
+            # expired first, as the state machine wants, and the verifier erased with it
+            moved = await db.execute(
+                "UPDATE oauth_flows SET status = ?, updated_at = ?, error = 'deadline passed', "
+                f"kek_id = NULL, wrapped_dek = NULL, ciphertext = NULL WHERE status IN ({marks}) AND expires_at < ?",
+                (FlowStatus.EXPIRED.value, now, *unended, before),
+            )
+            gone = await db.execute(
+                "DELETE FROM oauth_flows WHERE expires_at < ? AND (status <> ? OR expires_at < ?)",
+                (before, FlowStatus.EXCHANGING.value, stuck_before),
+            )
+            return moved.rowcount, gone.rowcount
+
+        counts: tuple[int, int] = await self._store._write(job)
+        return counts
+
     async def flow_secrets(self, flow_id: str) -> EncryptedBlob | None:
         rows = await self._store._read(
             "SELECT kek_id, wrapped_dek, ciphertext FROM oauth_flows WHERE id = ? AND ciphertext IS NOT NULL", (flow_id,)

@@ -22,6 +22,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 import aiosqlite
 
+from roomsvc.domain.housekeeping import PruneReport
 from roomsvc.domain.ports import (
     AuditRecord,
     EncryptedBlob,
@@ -419,6 +420,30 @@ class SqliteStore:
         rows = await self._read(sql + " ORDER BY pk DESC LIMIT ?", (*params, limit))
         return [AuditRecord(*r) for r in reversed(rows)]
 
+    async def count_audit(self, *, before: float) -> PruneReport:
+        rows = await self._read(
+            "SELECT action, count(*), min(time), max(time) FROM audit WHERE time < ? GROUP BY action", (before,)
+        )
+        return _prune_report(before, [(r[0], r[1], r[2], r[3]) for r in rows])
+
+    async def prune_audit(self, *, before: float, batch: int, audit: AuditRecord | None) -> PruneReport:
+        """One batch, one job of the group-commit writer: concurrent audit writes queue
+        behind it for one short transaction at most, and are never touched (they are
+        younger than ``before``)."""
+
+        async def job(db: aiosqlite.Connection) -> PruneReport:
+            if audit is not None:
+                await _insert_audit(db, [audit])
+            rows = await db.execute_fetchall(
+                "DELETE FROM audit WHERE pk IN (SELECT pk FROM audit WHERE time < ? ORDER BY time, pk LIMIT ?) "
+                "RETURNING action, time",
+                (before, batch),
+            )
+            return _prune_report(before, [(r[0], 1, r[1], r[1]) for r in rows])
+
+        report: PruneReport = await self._write(job)
+        return report
+
     # -- keys -------------------------------------------------------------------------------
 
     async def list_keys(self) -> list[KeyRecord]:
@@ -529,6 +554,17 @@ async def _key_uses(db: aiosqlite.Connection, key_id: str) -> int:
         )
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def _prune_report(before: float, rows: Sequence[tuple[str, int, float, float]]) -> PruneReport:
+    """(action, count, oldest, newest) rows summed into one report."""
+    by_action: dict[str, int] = {}
+    for action, count, _, _ in rows:
+        by_action[action] = by_action.get(action, 0) + count
+    return PruneReport(
+        cutoff=before, deleted=sum(by_action.values()), oldest=min((r[2] for r in rows), default=None),
+        newest=max((r[3] for r in rows), default=None), by_action=by_action,
+    )
 
 
 def _prefixed(prefix: str, cols: str) -> str:

@@ -174,6 +174,18 @@ async def audit(request: web.Request) -> web.Response:
     return web.json_response({"audit": [r.__dict__ for r in records]})
 
 
+async def prune_audit(request: web.Request) -> web.Response:
+    """Delete audit lines older than the retention (or ``older_than`` seconds, never less);
+    ``dry_run`` only counts them. The service checks the operator grant, so a denial is audited."""
+    principal = caller(request)
+    body: dict[str, Any] = await json_body(request) if request.can_read_body else {}
+    older_than, dry_run = body.get("older_than"), body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise InvalidRequest("'dry_run' must be true or false")
+    report = await request.app[SERVICES].require_audit_pruner().prune(principal, older_than=older_than, dry_run=dry_run)
+    return web.json_response({"prune": report.as_dict()})
+
+
 async def backup(request: web.Request) -> web.Response:
     principal = operator(request)
     body: dict[str, Any] = await json_body(request)

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from roomsvc.errors import RoomsvcError
-from roomsvc.transport.errors import error_body, wire_error
+from roomsvc.transport.errors import error_body, retry_after_header, wire_error
 from roomsvc.transport.http.keys import METRICS
 
 log = logging.getLogger("roomsvc.http")
@@ -24,7 +24,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except RoomsvcError as exc:
         request.app[METRICS].errors.labels(str(wire_error(exc).code)).inc()
-        response = web.json_response({"error": error_body(exc)}, status=wire_error(exc).status)
+        response = web.json_response({"error": error_body(exc)}, status=wire_error(exc).status, headers=retry_after_header(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -121,11 +121,17 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     {"name": "limit", "in": "query", "schema": {"type": "integer"}},
                 ]),
             },
+            "/v1/admin/audit/prune": {
+                "post": _op("delete audit lines older than the retention (secrets.audit_retention); never younger ones",
+                            obj(prune={"type": "object"}), tag=admin,
+                            body=obj(older_than={"type": "number"}, dry_run={"type": "boolean"})),
+            },
             "/v1/admin/backup": {"post": _op("consistent database copy", obj(backup={"type": "string"}),
                                              body=obj(path={"type": "string"}), tag=admin)},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-            "schemas": {"Error": obj(error=obj(code={"type": "integer"}, name={"type": "string"}, message={"type": "string"}))},
+            "schemas": {"Error": obj(error=obj(code={"type": "integer"}, name={"type": "string"}, message={"type": "string"},
+                                                 retry_after={"type": "number"}))},
         },
     }
