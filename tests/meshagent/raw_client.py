@@ -31,7 +31,11 @@ class RawClient:
     @classmethod
     async def connect(cls, base_url: str, room: str, token: str) -> RawClient:
         session = aiohttp.ClientSession()
-        ws = await session.ws_connect(f"{base_url}/rooms/{room}", headers={"Authorization": f"Bearer {token}"})
+        try:
+            ws = await session.ws_connect(f"{base_url}/rooms/{room}", headers={"Authorization": f"Bearer {token}"})
+        except BaseException:
+            await session.close()  # a refused upgrade must not leak the session
+            raise
         client = cls(ws, session)
         client._reader = asyncio.get_running_loop().create_task(client._read())
         client.ready = unpack((await client.push("room_ready")).payload)[0]

@@ -13,7 +13,19 @@ from typing import Any
 
 import aiohttp
 
-from roomsvc.errors import DependencyMissing, RoomsvcError, Unauthenticated
+from roomsvc.errors import (
+    DependencyMissing,
+    NotFound,
+    Overloaded,
+    PermissionDenied,
+    RoomsvcError,
+    TooManyConnections,
+    Unauthenticated,
+)
+
+_REFUSALS: dict[int, type[RoomsvcError]] = {
+    401: Unauthenticated, 403: PermissionDenied, 404: NotFound, 429: TooManyConnections, 503: Overloaded,
+}
 from roomsvc.transport.client import _BY_NAME
 
 _EXTRA = {cls.name: cls for cls in RoomsvcError.__subclasses__()}
@@ -64,7 +76,9 @@ class RoomConnection:
             ws = await session.ws_connect(ws_url(base_url, room), headers={"Authorization": f"Bearer {token}"}, heartbeat=20)
         except aiohttp.WSServerHandshakeError as exc:
             await session.close()
-            raise Unauthenticated(f"the server refused the connection (HTTP {exc.status}); check --token and --room") from None
+            # the refusal's class follows its status, as the HTTP API's errors do
+            error = _REFUSALS.get(exc.status, Unauthenticated)
+            raise error(f"the server refused the connection (HTTP {exc.status}); check --token and --room") from None
         except aiohttp.ClientError as exc:
             await session.close()
             raise DependencyMissing(f"cannot reach roomsvc at {base_url} ({type(exc).__name__})") from None
