@@ -10,6 +10,7 @@ from roomsvc.domain.headers import HeaderService
 from roomsvc.domain.oauth_service import OAuthService
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.project_secrets import ProjectSecretService
+from roomsvc.domain.revocation import TokenService
 from roomsvc.domain.rooms import RoomService
 from roomsvc.domain.secret_requests import SecretRequestService
 from roomsvc.errors import DependencyMissing
@@ -26,6 +27,7 @@ class WsLimits:
     max_concurrent_requests: int = 32
     max_bad_messages: int = 5
     max_call_timeout: float = 300.0
+    max_unauthenticated: int = 256
 
 
 class KeyAdmin(Protocol):
@@ -54,6 +56,8 @@ class Services:
     oauth: OAuthService | None = None
     #: request_secret / provide_secret between participants
     secret_requests: SecretRequestService | None = None
+    #: token revocation and session expiry (authenticate checks it too)
+    tokens: TokenService | None = None
 
     # -- optional services, for the transports --------------------------------------------
 
@@ -66,6 +70,11 @@ class Services:
         if self.secret_requests is None:
             raise DependencyMissing("this server has no secret requests service")
         return self.secret_requests
+
+    def require_tokens(self) -> TokenService:
+        if self.tokens is None:
+            raise DependencyMissing("this server has no token service")
+        return self.tokens
 
     def require_headers(self) -> HeaderService:
         if self.headers is None:
