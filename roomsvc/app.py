@@ -29,6 +29,7 @@ from roomsvc.domain.oauth_service import OAuthPolicy, OAuthService
 from roomsvc.domain.principal import Principal, build_claims, principal_from_claims
 from roomsvc.domain.project_secrets import ProjectSecretService
 from roomsvc.domain.ratelimit import FLOWS, MESSAGES, SECRET_OPS, Rate, RateLimiter
+from roomsvc.domain.revocation import TokenService
 from roomsvc.domain.rooms import RoomService
 from roomsvc.domain.secret_requests import SecretRequestService
 from roomsvc.domain.secrets import SecretService
@@ -42,6 +43,7 @@ from roomsvc.transport.http.middleware import AccessLogger, errors_middleware
 from roomsvc.transport.http.routes import add_routes
 from roomsvc.transport.metrics import Metrics
 from roomsvc.transport.ws.connection import Connection
+from roomsvc.transport.ws.lifecycle import close_revoked
 from roomsvc.transport.ws.native import NativeHandler
 from roomsvc.transport.meshagent.accounts import RoomConnectHandler
 from roomsvc.transport.meshagent.handler import MeshAgentHandler
@@ -103,10 +105,18 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
         leeway=settings.tokens.leeway, max_ttl=settings.tokens.max_ttl,
     )
     auditor = Auditor(store, clock)
+    tokens = TokenService(store=store, auditor=auditor, clock=clock, leeway=settings.tokens.leeway)
+    try:
+        await tokens.load()
+    except BaseException:
+        await store.close()
+        raise
     runtime_ref: list[Runtime] = []
 
     def authenticate(token: str) -> Principal:
-        return principal_from_claims(verifier.verify(token))
+        principal = principal_from_claims(verifier.verify(token))
+        tokens.check(principal)  # revoked (expiry is the verifier's)
+        return principal
 
     def public_url() -> str:
         return settings.public_url(runtime_ref[0].bound_port if runtime_ref else None)
@@ -144,10 +154,11 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
             max_message_size=ws.max_message_size, heartbeat=ws.heartbeat, auth_timeout=ws.auth_timeout,
             outbound_queue=ws.outbound_queue, send_timeout=ws.send_timeout,
             max_concurrent_requests=ws.max_concurrent_requests, max_bad_messages=ws.max_bad_messages,
-            max_call_timeout=ws.max_call_timeout,
+            max_call_timeout=ws.max_call_timeout, max_unauthenticated=ws.max_unauthenticated,
         ),
         public_url=public_url,
         headers=HeaderService(secrets=internal, limiter=limiter),
+        tokens=tokens,
     )
     provider = AiohttpOAuthProvider(
         connect_timeout=settings.oauth.http_connect_timeout, timeout=settings.oauth.http_timeout,
@@ -256,6 +267,10 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
     )
     if extra is not None:
         extra(app, runtime)
+    services = runtime.services
+    if services.tokens is not None:
+        # a revocation closes the open sockets it concerns at once (both protocols)
+        services.tokens.on_revoke(lambda _: close_revoked(services, connections))
 
     async def close_connections(app: web.Application) -> None:
         app[READY]["ready"] = False

@@ -76,6 +76,7 @@ class WebsocketSettings:
     max_concurrent_requests: int = 32
     max_bad_messages: int = 5
     max_call_timeout: float = 300.0
+    max_unauthenticated: int = 256
 
 
 @dataclass(frozen=True)
@@ -336,6 +337,7 @@ def _validate(s: Settings) -> None:
         ("websocket.outbound_queue", s.websocket.outbound_queue),
         ("websocket.max_concurrent_requests", s.websocket.max_concurrent_requests),
         ("websocket.max_connections_per_identity", s.websocket.max_connections_per_identity),
+        ("websocket.max_unauthenticated", s.websocket.max_unauthenticated),
         ("secrets.max_versions", s.secrets.max_versions),
         ("secrets.max_value_size", s.secrets.max_value_size),
         ("tokens.max_ttl", s.tokens.max_ttl),

@@ -48,7 +48,8 @@ def test_a_minted_token_verifies_and_names_the_principal() -> None:
     ("make", "reason"),
     [
         (lambda: mint(OTHER, claims()), "unknown key"),
-        (lambda: mint(OTHER, claims(kid=KEYRING.primary.kid)), "signature does not verify"),
+        (lambda: mint(OTHER, claims(), key=SigningKey(KEYRING.primary.kid, OTHER.primary.secret)), "signature does not verify"),
+        (lambda: mint(OTHER, claims(kid=KEYRING.primary.kid)), "'kid' differs between header and payload"),
         (lambda: f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims(kid=KEYRING.primary.kid))}.", "algorithm must be HS256"),
         (lambda: jwt.encode(claims(), KEYRING.primary.secret * 2, algorithm="HS512", headers={"kid": KEYRING.primary.kid}), "algorithm must be HS256"),
         (lambda: mint(KEYRING, claims(exp=int(CLOCK.now()) - 120)), "expired"),

@@ -42,6 +42,27 @@ def _addressing(args: argparse.Namespace) -> dict[str, Any]:
     return {"delegated_to": getattr(args, "delegated_to", None), "for_identity": getattr(args, "for_identity", None)}
 
 
+# -- tokens ---------------------------------------------------------------------------------------
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    if args.room and not args.identity:
+        raise InvalidRequest("--room narrows --identity; a --jti names one token already")
+    body: dict[str, Any] = {"jti": args.jti} if args.jti is not None else {"identity": args.identity}
+    if args.room:
+        body["room"] = args.room
+
+    async def work(client: ApiClient) -> None:
+        revoked = (await client.request("POST", "/v1/admin/tokens/revoke", json_body=body))["revoked"]
+        where = f" in room {revoked['room']!r}" if revoked.get("room") else ""
+        if revoked["kind"] == "jti":
+            print(f"revoked token {revoked['value']!r}", file=sys.stderr)
+        else:
+            print(f"revoked the tokens of {revoked['value']!r}{where} issued before now", file=sys.stderr)
+
+    return _run(args, work)
+
+
 # -- room secrets ---------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from roomsvc.app import key_sources
 from roomsvc.config import Settings
 from roomsvc.crypto.keys import api_key_for, read_signing_keyring
-from roomsvc.crypto.tokens import SigningKeyring, mint
+from roomsvc.crypto.tokens import SigningKeyring, mint, new_token_id
 from roomsvc.domain.principal import build_claims
 from roomsvc.errors import ConfigError, InvalidRequest
 from roomsvc.logs import setup_logging
@@ -59,11 +59,13 @@ def cmd_token(args: argparse.Namespace) -> int:
     ttl = args.ttl if args.ttl is not None else settings.tokens.default_ttl
     if ttl <= 0 or ttl > settings.tokens.max_ttl:
         raise InvalidRequest(f"--ttl must be between 1 and tokens.max_ttl ({settings.tokens.max_ttl})")
+    token_id = new_token_id()
     claims = build_claims(
         identity=identity, room=room, role=args.role, api=api, issued_at=int(time.time()), ttl=ttl,
-        subject=keyring.project_id,
+        subject=keyring.project_id, token_id=token_id,
     )
     print(mint(keyring, claims))
+    print(f"(token id {token_id}: `roomsvc token revoke --jti {token_id}` revokes it)", file=sys.stderr)
     return 0
 
 

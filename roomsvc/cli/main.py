@@ -50,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", type=int, help="lifetime in seconds (default tokens.default_ttl)")
     p.add_argument("--operator", action="store_true", help="project-level token: no room, admin API (for /v1/admin/...)")
     p.set_defaults(func=local_cmds.cmd_token)
+    token_sub = p.add_subparsers(dest="token_command", metavar="COMMAND", required=False)
+    r = token_sub.add_parser("revoke", help="revoke tokens on the running server (operator token)", description=(
+        "Revoke one token by its jti, or every token of an identity issued before now (optionally in one room). "
+        "Requests with those tokens are refused and open sockets on them close with 4001. Tokens minted "
+        "afterwards work (a token minted in the same second as the revocation is revoked too)."))
+    _common(r)
+    _client(r)
+    which = r.add_mutually_exclusive_group(required=True)
+    which.add_argument("--jti", help="the token id (printed by `roomsvc token` on stderr)")
+    which.add_argument("--identity", help="revoke the identity's tokens issued before now")
+    r.add_argument("--room", help="with --identity: only its tokens for this room")
+    r.set_defaults(func=client_cmds.cmd_token_revoke)
 
     p = sub.add_parser("apikey", help="print the signing key as a MeshAgent API key", description=(
         "Print the signing key as ma-<kid>-<project>-<secret>, so MeshAgent's ParticipantToken.to_jwt(api_key=...) "

@@ -8,7 +8,10 @@ among the server's signing keys, so keys can rotate with several active at once.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import re
+import secrets
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -19,6 +22,11 @@ from roomsvc.errors import InvalidRequest, Unauthenticated
 
 ALGORITHM = "HS256"
 MIN_KEY_BYTES = 32
+MAX_TOKEN_CHARS = 16384
+#: the longest ``jti``/``kid``/``sub`` accepted (ids, not documents)
+MAX_ID_CHARS = 256
+#: one segment: base64url without padding or whitespace (RFC 7515 section 2)
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True)
@@ -70,18 +78,12 @@ class TokenVerifier:
         Raises:
             Unauthenticated: with a reason that never echoes the token.
         """
-        if not isinstance(token, str) or not token or len(token) > 16384:
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise Unauthenticated("missing or oversized token")
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise Unauthenticated("malformed token") from None
+        header, unverified = parse_strict(token)
         if header.get("alg") != ALGORITHM:
             raise Unauthenticated(f"token algorithm must be {ALGORITHM}")
         kid = unverified.get("kid", header.get("kid"))
-        if kid is not None and not isinstance(kid, str):
-            raise Unauthenticated("token 'kid' must be a string")
         key = self._keyring.find(kid)
         if key is None:
             raise Unauthenticated("token signed with an unknown key")
@@ -114,10 +116,88 @@ class TokenVerifier:
         return claims
 
 
+def parse_strict(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and payload of a compact JWS, unverified, read strictly.
+
+    Every segment is base64url without padding or whitespace (decoders that skip such
+    characters would let two spellings of one token through filters and logs), header
+    and payload are JSON objects without a repeated name (parsers differ on which copy
+    wins), and ``kid``, ``jti`` and ``sub``, when present, are non-empty strings; a
+    ``kid`` in both header and payload is the same in both.
+
+    Raises:
+        Unauthenticated: with a reason that never echoes the token.
+    """
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise Unauthenticated("malformed token: a JWT has three dot-separated parts")
+    if not all(_SEGMENT.fullmatch(part) and _canonical(part) for part in parts):
+        raise Unauthenticated("malformed token: each part must be base64url without padding or whitespace")
+    header = _json_segment(parts[0], "header")
+    payload = _json_segment(parts[1], "payload")
+    for where, claims in (("header", header), ("payload", payload)):
+        for name in ("kid", "jti", "sub"):
+            if name in claims:
+                value = claims[name]
+                if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_CHARS:
+                    raise Unauthenticated(
+                        f"token {where} '{name}' must be a string (non-empty, at most {MAX_ID_CHARS} characters)"
+                    )
+    if "kid" in header and "kid" in payload and header["kid"] != payload["kid"]:
+        raise Unauthenticated("token 'kid' differs between header and payload")
+    return header, payload
+
+
+def _decode_segment(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _canonical(part: str) -> bool:
+    """Only one spelling per value: a decoder ignores the unused low bits of the last
+    character, so ``...Q`` and ``...R`` could both carry the same signature."""
+    try:
+        return base64.urlsafe_b64encode(_decode_segment(part)).decode().rstrip("=") == part
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _json_segment(part: str, what: str) -> dict[str, Any]:
+    try:
+        raw = _decode_segment(part)
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except _DuplicateName:
+        raise Unauthenticated(f"malformed token: the {what} repeats a claim name") from None
+    except (binascii.Error, ValueError):
+        raise Unauthenticated(f"malformed token: the {what} is not base64url JSON") from None
+    if not isinstance(value, dict):
+        raise Unauthenticated(f"malformed token: the {what} is not a JSON object")
+    return value
+
+
+class _DuplicateName(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in out:
+            raise _DuplicateName(name)
+        out[name] = value
+    return out
+
+
+def new_token_id() -> str:
+    """A fresh ``jti``: 128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16)
+
+
 def mint(keyring: SigningKeyring, claims: Mapping[str, Any], *, key: SigningKey | None = None) -> str:
+    """Sign claims; every minted token gets a ``jti`` (so it can be revoked alone)."""
     signer = key or keyring.primary
     payload = dict(claims)
     payload.setdefault("kid", signer.kid)
+    payload.setdefault("jti", new_token_id())
     return jwt.encode(payload, signer.secret, algorithm=ALGORITHM, headers={"kid": signer.kid})
 
 

@@ -94,6 +94,23 @@ class AuditRecord:
 
 
 @dataclass(frozen=True)
+class Revocation:
+    """One revocation. For ``identity``, ``revoked_before`` is the time before which
+    tokens were issued; ``room`` (None = every room) narrows it."""
+
+    kind: str
+    value: str
+    room: str | None
+    revoked_before: float
+    actor: str
+    created_at: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "value": self.value, "room": self.room,
+                "revoked_before": self.revoked_before, "actor": self.actor, "created_at": self.created_at}
+
+
+@dataclass(frozen=True)
 class KeyRecord:
     """A key-encryption key, stored wrapped by the master key."""
 
@@ -167,6 +184,13 @@ class AuditRepository(Protocol):
     ) -> list[AuditRecord]: ...
 
 
+class RevocationRepository(Protocol):
+    async def add_revocation(self, revocation: Revocation, *, audit: AuditRecord) -> None:
+        """Store a revocation; the audit line commits with it."""
+
+    async def list_revocations(self) -> list[Revocation]: ...
+
+
 class KeyRepository(Protocol):
     async def list_keys(self) -> list[KeyRecord]: ...
     async def add_key(self, key: KeyRecord) -> None: ...
@@ -190,7 +214,7 @@ class Cipher(Protocol):
     def rewrap(self, blob: EncryptedBlob, aad: bytes, *, to_key_id: str | None = None) -> EncryptedBlob: ...
 
 
-class Store(RoomRepository, SecretRepository, AuditRepository, KeyRepository, Protocol):
+class Store(RoomRepository, SecretRepository, AuditRepository, KeyRepository, RevocationRepository, Protocol):
     """Everything one storage engine provides."""
 
     async def close(self) -> None: ...

@@ -28,6 +28,10 @@ class Principal:
     api: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     subject: str | None = None
     expires_at: float | None = None
+    #: the token's ``jti`` (None for tokens minted elsewhere without one)
+    token_id: str | None = None
+    #: the token's ``iat`` (None when the token does not say)
+    issued_at: float | None = None
 
     # -- checks ---------------------------------------------------------------------
 
@@ -110,15 +114,20 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
                 raise Unauthenticated("token api grant scope must be an object")
             api = {k: v for k, v in scope.items() if v is not None}
         # other grant kinds (agent, tunnel_ports, ...) are accepted and ignored
-    exp = claims.get("exp")
     return Principal(
         identity=identity,
         room=room,
         role=role,
         api=MappingProxyType(api or {}),
         subject=claims.get("sub") if isinstance(claims.get("sub"), str) else None,
-        expires_at=float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None,
+        expires_at=_number(claims.get("exp")),
+        token_id=claims.get("jti") if isinstance(claims.get("jti"), str) else None,
+        issued_at=_number(claims.get("iat")),
     )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def build_claims(
@@ -131,6 +140,7 @@ def build_claims(
     ttl: int | None,
     kid: str | None = None,
     subject: str | None = None,
+    token_id: str | None = None,
 ) -> dict[str, Any]:
     """Claims for a participant token, in MeshAgent's shape (used by ``roomsvc token``)."""
     grants: list[dict[str, Any]] = []
@@ -148,4 +158,6 @@ def build_claims(
         claims["kid"] = kid
     if subject:
         claims["sub"] = subject
+    if token_id:
+        claims["jti"] = token_id
     return claims

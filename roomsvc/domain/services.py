@@ -11,6 +11,7 @@ from roomsvc.domain.housekeeping import AuditPruner
 from roomsvc.domain.oauth_service import OAuthService
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.project_secrets import ProjectSecretService
+from roomsvc.domain.revocation import TokenService
 from roomsvc.domain.rooms import RoomService
 from roomsvc.domain.secret_requests import SecretRequestService
 from roomsvc.errors import DependencyMissing
@@ -27,6 +28,7 @@ class WsLimits:
     max_concurrent_requests: int = 32
     max_bad_messages: int = 5
     max_call_timeout: float = 300.0
+    max_unauthenticated: int = 256
 
 
 class KeyAdmin(Protocol):
@@ -57,6 +59,8 @@ class Services:
     secret_requests: SecretRequestService | None = None
     #: audit retention: ``roomsvc audit prune`` (operator) and the server's timed prune
     audit_pruner: AuditPruner | None = None
+    #: token revocation and session expiry (authenticate checks it too)
+    tokens: TokenService | None = None
 
     # -- optional services, for the transports --------------------------------------------
 
@@ -74,6 +78,10 @@ class Services:
         if self.audit_pruner is None:
             raise DependencyMissing("this server has no audit pruner")
         return self.audit_pruner
+    def require_tokens(self) -> TokenService:
+        if self.tokens is None:
+            raise DependencyMissing("this server has no token service")
+        return self.tokens
 
     def require_headers(self) -> HeaderService:
         if self.headers is None:

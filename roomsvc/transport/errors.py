@@ -59,10 +59,10 @@ CLOSE_CODES: dict[int, str] = {
     1009: "message too big: above websocket.max_message_size",
     1011: "internal error: a failure in the server; only this connection is affected",
     1013: "try again later: the server or room is overloaded, or the vault is sealed",
-    4001: "unauthenticated: the token is missing, malformed, badly signed or expired",
+    4001: "unauthenticated: the token is missing, malformed, badly signed or expired, or it expired or was revoked during the session",
     4003: "permission denied: the token has no grant for this room",
     4004: "room not found (rooms must be created first on this server)",
-    4008: "authentication timeout: no auth message within websocket.auth_timeout",
+    4008: "authentication timeout: no auth message within websocket.auth_timeout of the upgrade (pings do not extend it)",
     4029: "too many connections for this identity (websocket.max_connections_per_identity)",
     4030: "slow consumer: the outbound queue overflowed (websocket.outbound_queue)",
 }

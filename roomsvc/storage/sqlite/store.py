@@ -28,6 +28,7 @@ from roomsvc.domain.ports import (
     EncryptedBlob,
     KeyRecord,
     ProjectSecretRecord,
+    Revocation,
     RewrapItem,
     RoomRecord,
     SecretRecord,
@@ -443,6 +444,25 @@ class SqliteStore:
 
         report: PruneReport = await self._write(job)
         return report
+
+    # -- token revocations ------------------------------------------------------------------
+
+    async def add_revocation(self, revocation: Revocation, *, audit: AuditRecord) -> None:
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO token_revocations (kind, value, room, revoked_before, actor, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (revocation.kind, revocation.value, revocation.room, revocation.revoked_before, revocation.actor,
+                 revocation.created_at),
+            )
+            await _insert_audit(db, [audit])
+
+        await self._write(job)
+
+    async def list_revocations(self) -> list[Revocation]:
+        rows = await self._read(
+            "SELECT kind, value, room, revoked_before, actor, created_at FROM token_revocations ORDER BY id"
+        )
+        return [Revocation(*r) for r in rows]
 
     # -- keys -------------------------------------------------------------------------------
 

@@ -157,6 +157,28 @@ async def retire_key(request: web.Request) -> web.Response:
     return web.json_response({"retired": request.match_info["key_id"]})
 
 
+# -- tokens --------------------------------------------------------------------------------------
+
+
+async def revoke_tokens(request: web.Request) -> web.Response:
+    """Revoke one token (``{"jti": ...}``) or an identity's tokens issued before now
+    (``{"identity": ..., "room": ...}``); open sockets on them close at once."""
+    principal = caller(request)
+    tokens = request.app[SERVICES].require_tokens()
+    await tokens.authorize(principal)  # first, and audited when denied
+    body = await json_body(request)
+    has_jti, has_identity = "jti" in body, "identity" in body
+    if has_jti == has_identity:
+        raise InvalidRequest("send exactly one of 'jti' or 'identity'")
+    if has_jti:
+        if "room" in body:
+            raise InvalidRequest("'room' narrows an identity revocation; a 'jti' names one token already")
+        revocation = await tokens.revoke_token(principal, body["jti"])
+    else:
+        revocation = await tokens.revoke_identity(principal, body["identity"], body.get("room"))
+    return web.json_response({"revoked": revocation.as_dict()})
+
+
 # -- audit and backup ----------------------------------------------------------------------------
 
 

@@ -34,4 +34,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/v1/admin/keys/{key_id}", admin_api.retire_key)
     app.router.add_get("/v1/admin/audit", admin_api.audit)
     app.router.add_post("/v1/admin/audit/prune", admin_api.prune_audit)
+    app.router.add_post("/v1/admin/tokens/revoke", admin_api.revoke_tokens)
     app.router.add_post("/v1/admin/backup", admin_api.backup)

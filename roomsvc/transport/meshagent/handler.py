@@ -12,8 +12,10 @@ The life of a connection:
    (:mod:`.packing`); ``room.invoke_tool`` and the Gen-1 types run the tool of
    :data:`~.tools.TOOLS` as a task of their own (at most ``max_concurrent_requests``), and
    the reply is a ``__response__`` with the request's message id. A ``__response__``
-   from the client (an answer to a push) is ignored.
-4. **Leave** when the socket closes (the SDK sends no goodbye).
+   from the client (an answer to a push) is ignored. Each message re-checks the token
+   first (expired or revoked: answered with the error, then closed with 4001).
+4. **Leave** when the socket closes (the SDK sends no goodbye). The server closes it
+   with 4001 when the token expires (``exp`` + ``tokens.leeway``) or is revoked.
 
 All output goes through the connection's single writer, so packets never interleave.
 """
@@ -44,6 +46,7 @@ from roomsvc.transport.meshagent.session import PROTOCOL, RESPONSE, MeshAgentSes
 from roomsvc.transport.meshagent.tools import GEN1_TYPES, TOOLS, Tool, ToolContext, gen1_content, req_str
 from roomsvc.transport.metrics import Metrics
 from roomsvc.transport.ws.connection import Connection
+from roomsvc.transport.ws.lifecycle import CLOSE_UNAUTHENTICATED, session_refusal, watch_session
 from roomsvc.transport.ws.native import bearer_token
 
 log = logging.getLogger("roomsvc.meshagent")
@@ -72,6 +75,8 @@ class MeshAgentHandler:
         try:
             await ws.prepare(request)
             session.conn.start()
+            # from here the socket is closed (4001) when the token expires or is revoked
+            watch_session(self.s, session.conn, session.me.principal)
             await self._read_loop(session)
         finally:
             await self._leave(session)
@@ -162,6 +167,8 @@ class MeshAgentHandler:
             except FramingError as exc:  # nothing whole to answer
                 log.info("invalid MeshAgent packet: %s", exc.message)
             else:
+                if message is not None and not await self._still_valid(session, message):
+                    return
                 if message is None or self._dispatch(session, message):
                     continue
             strikes += 1
@@ -170,6 +177,17 @@ class MeshAgentHandler:
                 return
         if conn.ws.exception() is not None:
             log.info("websocket closed with error: %s", type(conn.ws.exception()).__name__)
+
+    async def _still_valid(self, session: MeshAgentSession, message: Message) -> bool:
+        """Each request re-checks the token (expired or revoked since the last one):
+        refused, the request is answered with the error and the socket closed (4001)."""
+        refusal = session_refusal(self.s, session.me.principal)
+        if refusal is None:
+            return True
+        if message.type != RESPONSE:
+            self._reply_error(session, message.id, refusal)
+        await session.conn.close(CLOSE_UNAUTHENTICATED, refusal.message)
+        return False
 
     def _dispatch(self, session: MeshAgentSession, message: Message) -> bool:
         """Route one message; False (after answering it) when it is malformed or unknown."""

@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from aiohttp import web
 
 from roomsvc.domain.events import RoomEvent
+from roomsvc.domain.principal import Principal
 
 log = logging.getLogger("roomsvc.ws")
 
@@ -51,14 +52,30 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self.closing = False
         self.close_code: int | None = None
+        #: who the socket is authenticated as (None until then)
+        self.principal: Principal | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timed_close: asyncio.Task[None] | None = None
 
     # -- life cycle --------------------------------------------------------------------
 
     def start(self) -> None:
         self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="ws-writer")
 
+    def close_after(self, delay: float, code: int, reason: str) -> None:
+        """Close the socket ``delay`` seconds from now (one timer; a later call replaces it)."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+        def fire() -> None:
+            self._timed_close = asyncio.get_running_loop().create_task(self.close(code, reason))
+
+        self._timer = asyncio.get_running_loop().call_later(delay, fire)
+
     async def stop(self) -> None:
         """Stop request tasks and the writer (the socket is closed by the caller)."""
+        if self._timer is not None:
+            self._timer.cancel()
         for task in list(self._running):
             task.cancel()
         if self._running:

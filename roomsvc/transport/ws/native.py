@@ -23,6 +23,7 @@ from roomsvc.transport.errors import error_body, wire_error
 from roomsvc.transport.metrics import Metrics
 from roomsvc.transport.ws import codec
 from roomsvc.transport.ws.connection import Connection
+from roomsvc.transport.ws.lifecycle import CLOSE_UNAUTHENTICATED, session_refusal, watch_session
 from roomsvc.transport.ws.ops import OPS, Context
 from roomsvc.transport.ws import header_ops  # noqa: F401  (registers headers.resolve)
 from roomsvc.transport.ws import oauth_ops  # noqa: F401  (registers the secrets.* OAuth and request ops)
@@ -44,6 +45,8 @@ class NativeHandler:
         self.s = services
         self.metrics = metrics
         self.connections = connections
+        #: sockets upgraded without a token, still waiting for their auth message
+        self.unauthenticated = 0
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         room = request.match_info["room"]
@@ -58,12 +61,27 @@ class NativeHandler:
                 self.metrics.errors.labels(str(wire_error(exc).code)).inc()
                 return web.json_response({"error": error_body(exc)}, status=wire_error(exc).status)
         limits = self.s.ws
+        if principal is None and self.unauthenticated >= limits.max_unauthenticated:
+            busy = Overloaded(
+                f"too many sockets waiting to authenticate (websocket.max_unauthenticated = {limits.max_unauthenticated}); "
+                "send the token with the upgrade or try again later"
+            )
+            self.metrics.errors.labels(str(wire_error(busy).code)).inc()
+            return web.json_response({"error": error_body(busy)}, status=wire_error(busy).status)
         ws = web.WebSocketResponse(
             heartbeat=limits.heartbeat or None,
             max_msg_size=limits.max_message_size,
             autoping=True,
         )
-        await ws.prepare(request)
+        pending_auth = principal is None
+        if pending_auth:
+            self.unauthenticated += 1  # counted before the first await: no race past the cap
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            if pending_auth:
+                self.unauthenticated -= 1
+            raise
         conn = Connection(
             ws,
             max_queue=limits.outbound_queue,
@@ -78,18 +96,26 @@ class NativeHandler:
         participant: Participant | None = None
         try:
             if principal is None:
-                principal = await self._auth_message(conn, room)
+                try:
+                    principal = await self._auth_message(conn, room)
+                finally:
+                    pending_auth = False
+                    self.unauthenticated -= 1
                 if principal is None:
                     return ws
+            conn.principal = principal  # from here a revocation closes the socket
             try:
                 participant = await self.s.rooms.join(principal, conn, protocol="native")
             except RoomsvcError as exc:
                 await self._close_for(conn, exc)
                 return ws
+            watch_session(self.s, conn, principal)
             self._update_presence_metrics()
             conn.send_nowait(codec.encode({"type": "welcome", "data": _welcome(self.s, participant)}))
             await self._read_loop(conn, Context(self.s, participant, conn))
         finally:
+            if pending_auth:  # the handler ended (cancelled) during the auth phase
+                self.unauthenticated -= 1
             if participant is not None:
                 await self.s.rooms.leave(participant)
                 self._update_presence_metrics()
@@ -110,9 +136,14 @@ class NativeHandler:
         return principal
 
     async def _auth_message(self, conn: Connection, room: str) -> Principal | None:
-        """Browsers cannot set headers: they send ``{"type": "auth", "token": ...}`` first."""
+        """Browsers cannot set headers: they send ``{"type": "auth", "token": ...}`` first.
+
+        One deadline for the whole phase: ``receive(timeout=...)`` would restart its timer
+        at every ping or pong the client sends, so a client pinging forever would hold a
+        socket without ever authenticating.
+        """
         try:
-            msg = await conn.ws.receive(timeout=self.s.ws.auth_timeout)
+            msg = await asyncio.wait_for(conn.ws.receive(), timeout=self.s.ws.auth_timeout)
         except asyncio.TimeoutError:
             await conn.close(CLOSE_AUTH_TIMEOUT, "no auth message in time")
             return None
@@ -161,6 +192,11 @@ class NativeHandler:
                     return
                 continue
             kind, request_id = frame["type"], frame.get("id")
+            refusal = session_refusal(self.s, ctx.participant.principal)
+            if refusal is not None:  # expired or revoked since the last request
+                self._reply_error(conn, request_id, refusal)
+                await conn.close(CLOSE_UNAUTHENTICATED, refusal.message)
+                return
             op = OPS.get(kind)
             self.metrics.messages.labels("native", kind if op else "unknown").inc()
             if op is None:
