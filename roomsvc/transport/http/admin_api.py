@@ -20,8 +20,7 @@ PROJECT_KINDS = ("keys", "pull")
 
 
 async def create_room(request: web.Request) -> web.Response:
-    operator(request)
-    body = await json_body(request)
+    body = await json_body(request, operator(request))
     record = await request.app[SERVICES].rooms.create_room(parse_room(body.get("name")))
     return web.json_response({"room": {"name": record.name, "created_at": record.created_at}}, status=201)
 
@@ -60,7 +59,7 @@ def _as_sent(body: dict[str, Any], key: str) -> Any:
 async def put_project_secret(request: web.Request) -> web.Response:
     principal = caller(request)
     kind = _kind(request)
-    body = await json_body(request)
+    body = await json_body(request, principal)
     service = request.app[SERVICES].project_secrets
     secret_id = request.match_info["secret_id"]
     if kind == "keys":
@@ -175,12 +174,14 @@ async def audit(request: web.Request) -> web.Response:
 
 
 async def backup(request: web.Request) -> web.Response:
+    """Write a backup named ``name`` into ``server.backup_dir`` (never elsewhere, never
+    over an existing file)."""
     principal = operator(request)
-    body: dict[str, Any] = await json_body(request)
-    path = body.get("path")
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise InvalidRequest("'path' must be an absolute path on the server's machine")
+    body: dict[str, Any] = await json_body(request, principal)
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("'name' must be the backup's file name inside the server's backup directory")
     services = request.app[SERVICES]
-    await services.backup(path)
+    path = await services.backup(name)
     await services.auditor.record(principal, None, "backup", "admin", "ok")
     return web.json_response({"backup": path})
