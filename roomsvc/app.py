@@ -141,6 +141,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
             rooms=store, clock=clock, auto_create=settings.rooms.auto_create,
             max_participants=settings.rooms.max_participants,
             max_connections_per_identity=ws.max_connections_per_identity, limiter=limiter,
+            max_attributes=settings.rooms.max_attributes, max_attributes_size=settings.rooms.max_attributes_size,
         ),
         secrets=secrets,
         project_secrets=ProjectSecretService(
@@ -149,7 +150,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
         keys=keyring,
         auditor=auditor,
         authenticate=authenticate,
-        backup=store.backup,
+        backup=lambda name: store.backup(name, directory=settings.backup_dir),
         ws=WsLimits(
             max_message_size=ws.max_message_size, heartbeat=ws.heartbeat, auth_timeout=ws.auth_timeout,
             outbound_queue=ws.outbound_queue, send_timeout=ws.send_timeout,
@@ -250,7 +251,7 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
     settings = runtime.settings
     app = web.Application(
         middlewares=[errors_middleware],
-        client_max_size=settings.websocket.max_message_size * 2,
+        client_max_size=settings.server.max_body_size,
     )
     metrics = Metrics()
     connections: set[Connection] = set()

@@ -36,6 +36,10 @@ class ServerSettings:
     log_level: str = "info"
     log_json: bool = False
     access_log: bool = True
+    #: largest HTTP request body read (413 above it); a secret value of max_value_size must fit
+    max_body_size: int = 262144
+    #: where /v1/admin/backup may write; empty = <data_dir>/backups
+    backup_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class KeySettings:
 class RoomSettings:
     auto_create: bool = True
     max_participants: int = 500
+    #: a participant's attributes, all updates merged: how many, and their size as JSON
+    max_attributes: int = 64
+    max_attributes_size: int = 16384
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,10 @@ class Settings:
     @property
     def data_dir(self) -> Path:
         return Path(self.server.data_dir)
+
+    @property
+    def backup_dir(self) -> Path:
+        return Path(self.server.backup_dir) if self.server.backup_dir else self.data_dir / "backups"
 
     @property
     def sqlite_path(self) -> Path:
@@ -333,7 +344,16 @@ def _validate(s: Settings) -> None:
             "websocket.max_message_size",
             "must exceed secrets.max_value_size in base64 (4/3 of it) by at least 1024 so a maximal secret fits in a message",
         )
+    # aiohttp reads 0 as "no limit": the limit may never be off
+    if s.server.max_body_size < -(-s.secrets.max_value_size // 3) * 4 + 1024:
+        raise ConfigError(
+            "server.max_body_size",
+            "must exceed secrets.max_value_size in base64 (4/3 of it) by at least 1024 so a maximal secret fits in a body",
+        )
+    if s.rooms.max_attributes_size < 256:
+        raise ConfigError("rooms.max_attributes_size", "must be at least 256 (a MeshAgent participant's name must fit)")
     for key, value in (
+        ("rooms.max_attributes", s.rooms.max_attributes),
         ("websocket.outbound_queue", s.websocket.outbound_queue),
         ("websocket.max_concurrent_requests", s.websocket.max_concurrent_requests),
         ("websocket.max_connections_per_identity", s.websocket.max_connections_per_identity),

@@ -51,6 +51,13 @@ def parse_secret_id(value: object) -> SecretId:
     return SecretId(_check(_SECRET_ID, value, "secret id"))
 
 
+def parse_name(value: object, what: str) -> str:
+    """A client-chosen name that ends up in log or audit lines (a toolkit, a message type):
+    the identity character set and length, so it can never carry a newline or a
+    terminal escape into them."""
+    return _check(_IDENTITY, value, what)
+
+
 class SecretBytes:
     """Bytes that never show themselves in a repr, str, log line or traceback."""
 

@@ -144,7 +144,7 @@ async def next_reply(ws: aiohttp.ClientWebSocketResponse) -> dict:
         ('{"type": "ping", "data": {"a":' + "[" * 40 + "]" * 40 + "}}", "deeper than"),
         ('{"type": "no.such.thing", "id": 9}', "unknown message type"),
         ('{"type": "message.send", "id": 3, "data": {"to": 5}}', "'to' must be"),
-        ('{"type": "message.broadcast", "id": 3, "data": {"message_type": ""}}', "message type must be"),
+        ('{"type": "message.broadcast", "id": 3, "data": {"message_type": ""}}', "invalid message type"),
         ('{"type": "message.broadcast", "id": 3, "data": {"message_type": "t", "attachment": "***"}}', "not valid base64"),
     ],
 )

@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import quote
 
 from roomsvc.cli.progress import ProgressBar
+from roomsvc.cli.terminal import printable
 from roomsvc.domain.project_secrets import parse_pairs
 from roomsvc.errors import InvalidRequest, NotFound, Unauthenticated
 from roomsvc.transport.client import ApiClient
@@ -112,7 +113,7 @@ def cmd_secret_get(args: argparse.Namespace) -> int:
             return 1
         value = base64.b64decode(result["value_base64"])
         meta = result["secret"]
-        print(f"name={meta['name']} type={meta['type']} version={meta['version']} length={len(value)}", file=sys.stderr)
+        print(printable(f"name={meta['name']} type={meta['type']} version={meta['version']} length={len(value)}"), file=sys.stderr)
         if args.out == "-":
             sys.stdout.buffer.write(value)
             sys.stdout.buffer.flush()
@@ -231,7 +232,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
                 bar.update(line["done"], line["total"])
             elif "error" in line:
                 bar.finish()
-                print(f"error: {line['error']['message']}; the old key still works, run the command again", file=sys.stderr)
+                print(f"error: {printable(line['error']['message'])}; the old key still works, run the command again", file=sys.stderr)
                 return 1
             else:
                 final = line
@@ -276,8 +277,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
             return
         for r in result["audit"]:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["time"]))
-            print(f"{stamp} {r['room'] or '-'} {r['actor']} {r['action']} {r['owner'] or '-'}/{r['secret_id'] or '-'} "
-                  f"{r['channel']} {r['outcome']} {r['detail']}".rstrip())
+            # every field may hold what a client sent: escaped, so no line can rewrite the terminal
+            line = (f"{stamp} {r['room'] or '-'} {r['actor']} {r['action']} {r['owner'] or '-'}/{r['secret_id'] or '-'} "
+                    f"{r['channel']} {r['outcome']} {r['detail']}")
+            print(printable(line).rstrip())
 
     return _run(args, work)
 
@@ -309,10 +312,9 @@ def _stamp(epoch: float) -> str:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    path = str(Path(args.path).absolute())
-
     async def work(client: ApiClient) -> None:
-        await client.request("POST", "/v1/admin/backup", json_body={"path": path})
-        print(f"backup written to {path} (ciphertext only; keep the master key separately)")
+        # the server resolves the name inside its backup directory (server.backup_dir)
+        result = await client.request("POST", "/v1/admin/backup", json_body={"name": args.name})
+        print(f"backup written to {printable(result['backup'])} (ciphertext only; keep the master key separately)")
 
     return _run(args, work)

@@ -16,6 +16,7 @@ from roomsvc.config import Settings, client_defaults, load_settings
 from roomsvc.errors import ConfigError, RoomsvcError, Sealed
 
 from roomsvc.cli import client_cmds, local_cmds, oauth_cmds
+from roomsvc.cli.terminal import printable
 from roomsvc.cli.toolkit_cmds import add_toolkit_commands
 
 
@@ -96,11 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune.set_defaults(func=client_cmds.cmd_audit_prune)
 
     p = sub.add_parser("backup", help="consistent copy of the database", description=(
-        "Ask the running server for a consistent copy of its database (SQLite backup API) at PATH on the "
-        "server's machine. The copy holds ciphertext only; the master key is never in it."))
+        "Ask the running server for a consistent copy of its database (SQLite backup API), written as NAME in "
+        "its backup directory (server.backup_dir, default <data_dir>/backups) and never over an existing file. "
+        "The copy holds ciphertext only; the master key is never in it."))
     _common(p)
     _client(p)
-    p.add_argument("path")
+    p.add_argument("name", metavar="NAME", help="file name inside the server's backup directory, e.g. roomsvc-2025-01-31.db")
     p.set_defaults(func=client_cmds.cmd_backup)
     return root
 
@@ -121,8 +123,9 @@ def _room_commands(sub: Any) -> None:
     p.set_defaults(func=client_cmds.cmd_room_list)
 
     p = room_sub.add_parser("listen", help="join a room and answer consent and secret requests", description=(
-        "Join the room as a participant (the token's identity), print OAuth consent links and secret requests as "
-        "they come, and offer provide / reject at a prompt (or read answers line by line from a pipe)."))
+        "Join the room as a participant (the token's identity), print OAuth consent links, secret requests and "
+        "messages sent to it as they come, and offer provide / reject at a prompt (or read answers line by line "
+        "from a pipe). What others sent is printed with control characters escaped."))
     _common(p)
     _client(p)
     p.add_argument("--room", required=True)
@@ -266,9 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Sealed as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 3
-    except RoomsvcError as exc:
+    except RoomsvcError as exc:  # often the server's words, which may echo what a client sent
         # the error's name in brackets: the same word the HTTP and websocket APIs answer with
-        print(f"error [{exc.name}]: {exc.message}", file=sys.stderr)
+        print(f"error [{exc.name}]: {printable(exc.message)}", file=sys.stderr)
         hint = _HINTS.get(exc.name)
         if hint:
             print(hint, file=sys.stderr)

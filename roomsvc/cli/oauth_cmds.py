@@ -13,18 +13,26 @@ import argparse
 import asyncio
 import base64
 import getpass
+import json
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from roomsvc.cli.terminal import printable
 from roomsvc.errors import InvalidRequest, RoomsvcError, Unauthenticated
 from roomsvc.transport.ws.client import RoomConnection
 
 
 def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    print(printable(text), file=sys.stderr, flush=True)
+
+
+def _out(text: str, *, gap: bool = False) -> None:
+    """One line of what the room sent: escaped, so a participant cannot rewrite the
+    terminal; ``gap`` puts an empty line before it."""
+    print(("\n" if gap else "") + printable(text), flush=True)
 
 
 def _run(args: argparse.Namespace, work: Callable[[RoomConnection], Awaitable[int]]) -> int:
@@ -138,7 +146,7 @@ class _Answers:
 def cmd_room_listen(args: argparse.Namespace) -> int:
     async def work(conn: RoomConnection) -> int:
         me = conn.welcome.get("participant", {})
-        print(f"joined room {args.room} as participant {conn.participant_id} (identity {me.get('identity')})", flush=True)
+        _out(f"joined room {args.room} as participant {conn.participant_id} (identity {me.get('identity')})")
         print("waiting for consent and secret requests; stop with Ctrl-C", flush=True)
         answers = _Answers()
         handled = 0
@@ -159,17 +167,18 @@ async def _handle(conn: RoomConnection, answers: _Answers, kind: str, data: dict
     if kind == "secrets.request_oauth_token":
         request = data.get("request") or {}
         what = request.get("connector") or (request.get("oauth") or {}).get("authorization_endpoint", "?")
-        print(f"\nOAuth consent request {data.get('request_id')} from {sender} for {what}", flush=True)
+        _out(f"OAuth consent request {data.get('request_id')} from {sender} for {what}", gap=True)
         _print_ownership(data, "credential")
         if data.get("start_url"):
-            print(f"  open this link in your browser to connect your account:\n  {data['start_url']}", flush=True)
+            _out("  open this link in your browser to connect your account:")
+            _out(f"  {data['start_url']}")
             answer = await answers.ask("  type r to reject, or press Enter once you have opened the link: ")
             if answer and answer.strip().lower() in ("r", "reject"):
                 await _reply(conn, "secrets.reject_oauth_authorization", {"request_id": data.get("request_id"), "error": "rejected"})
         return True
     if kind == "secrets.request_secret":
         request = data.get("request") or {}
-        print(f"\nsecret request {data.get('request_id')} from {sender}: {request.get('url')} (type {request.get('type')})", flush=True)
+        _out(f"secret request {data.get('request_id')} from {sender}: {request.get('url')} (type {request.get('type')})", gap=True)
         _print_ownership(data, "value")
         choice = ((await answers.ask("  provide (p) or reject (r)? ")) or "r").strip().lower()
         if choice in ("p", "provide"):
@@ -181,16 +190,25 @@ async def _handle(conn: RoomConnection, answers: _Answers, kind: str, data: dict
         await _reply(conn, "secrets.reject_secret", {"request_id": data.get("request_id"), "error": reason})
         return True
     if kind == "secrets.request_ended":
-        print(f"request {data.get('request_id')} ended: {data.get('outcome')}", flush=True)
+        _out(f"request {data.get('request_id')} ended: {data.get('outcome')}")
     elif kind == "secrets.oauth_reauth_required":
-        print(f"\nyour OAuth credential {data.get('id')!r} needs re-authorization ({data.get('reason')})", flush=True)
+        _out(f"your OAuth credential {data.get('id')!r} needs re-authorization ({data.get('reason')})", gap=True)
+    elif kind == "message":
+        _out(f"message from {sender} ({data.get('message_type')}): {_message_text(data.get('body'))}", gap=True)
     return False
 
 
 def _print_ownership(data: dict[str, Any], what: str) -> None:
     owner, users = data.get("owner"), data.get("usable_by") or []
     if owner:
-        print(f"  the {what} will belong to {owner}; usable by {', '.join(str(u) for u in users)}", flush=True)
+        _out(f"  the {what} will belong to {owner}; usable by {', '.join(str(u) for u in users)}")
+
+
+def _message_text(body: Any) -> str:
+    """A ``{"text": ...}`` body as its text, any other as JSON."""
+    if isinstance(body, dict) and set(body) == {"text"} and isinstance(body["text"], str):
+        return str(body["text"])
+    return json.dumps(body, ensure_ascii=False)
 
 
 async def _reply(conn: RoomConnection, kind: str, data: dict[str, Any]) -> None:

@@ -38,17 +38,18 @@ class Auditor:
         self, caller: Principal | str, place: "Address | _Place | None", action: str, channel: str, outcome: str, detail: str = ""
     ) -> AuditRecord:
         actor = caller.identity if isinstance(caller, Principal) else caller
+        # a denial is recorded before what the caller sent is validated: keep it short,
+        # and show control characters as escapes so no line can forge another or a terminal
         return AuditRecord(
             time=self._clock.now(),
             room=_short(getattr(place, "room", None)),
-            actor=actor,
+            actor=_clean(actor),
             owner=_short(getattr(place, "owner", None)),
-            # a denial is recorded before the id is validated: keep what a caller sent short
             secret_id=_short(getattr(place, "id", None)),
-            action=action,
-            channel=channel,
-            outcome=outcome,
-            detail=detail[:200],
+            action=_clean(action),
+            channel=_clean(channel),
+            outcome=_clean(outcome),
+            detail=_clean(detail[:200]),
         )
 
     async def record(
@@ -63,4 +64,10 @@ class Auditor:
 
 
 def _short(value: str | None, limit: int = 256) -> str | None:
-    return value if value is None or len(value) <= limit else value[:limit] + "..."
+    return None if value is None else _clean(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _clean(value: str) -> str:
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}" for c in value)

@@ -8,6 +8,7 @@ protocols without the domain changing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import AsyncIterator, Protocol, Sequence
 
 from roomsvc.ids import Identity, RoomName, SecretId
@@ -218,4 +219,4 @@ class Store(RoomRepository, SecretRepository, AuditRepository, KeyRepository, Re
     """Everything one storage engine provides."""
 
     async def close(self) -> None: ...
-    async def backup(self, path: str) -> None: ...
+    async def backup(self, name: str, *, directory: Path) -> str: ...

@@ -9,6 +9,7 @@ transport queues the event and closes a connection whose queue overflows.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -37,10 +38,9 @@ from roomsvc.errors import (
     Timeout,
     TooManyConnections,
 )
-from roomsvc.ids import Identity, ParticipantId, RoomName
+from roomsvc.ids import Identity, ParticipantId, RoomName, parse_name
 
 MAX_TYPE_LENGTH = 128
-MAX_ATTRIBUTES = 64
 
 
 class ParticipantSink(Protocol):
@@ -93,6 +93,8 @@ class RoomService:
         max_participants: int = 500,
         max_connections_per_identity: int = 16,
         limiter: RateLimiter | None = None,
+        max_attributes: int = 64,
+        max_attributes_size: int = 16384,
     ) -> None:
         self._limiter = limiter or RateLimiter.off()
         self._rooms = rooms
@@ -100,6 +102,8 @@ class RoomService:
         self._auto_create = auto_create
         self._max_participants = max_participants
         self._max_per_identity = max_connections_per_identity
+        self._max_attributes = max_attributes
+        self._max_attributes_size = max_attributes_size
         self._present: dict[RoomName, dict[ParticipantId, Participant]] = defaultdict(dict)
         self._per_identity: dict[Identity, int] = defaultdict(int)
         self._calls: dict[str, _PendingCall] = {}
@@ -161,7 +165,7 @@ class RoomService:
             room=room,
             principal=principal,
             sink=sink,
-            attributes=_check_attributes(attributes or {}),
+            attributes=self._check_attributes(dict(_attributes(attributes or {}))),
             protocol=protocol,
         )
         present[participant.id] = participant
@@ -208,9 +212,17 @@ class RoomService:
         return found
 
     def set_attributes(self, participant: Participant, attributes: Mapping[str, Any]) -> None:
-        participant.attributes.update(_check_attributes(attributes))
-        if len(participant.attributes) > MAX_ATTRIBUTES:
-            raise InvalidRequest(f"at most {MAX_ATTRIBUTES} attributes")
+        """Merge ``attributes`` into the participant's and tell the room.
+
+        The limits apply to the merged result, checked before anything changes: many
+        small updates cannot grow past them, and a refused update changes nothing.
+
+        Raises:
+            InvalidRequest: not an object, a bad name, or the merged attributes over
+                ``rooms.max_attributes`` / ``rooms.max_attributes_size``.
+        """
+        merged = self._check_attributes({**participant.attributes, **_attributes(attributes)})
+        participant.attributes = merged
         self._fan_out(participant, ParticipantUpdated(participant.info()), include_self=True)
 
     # -- messages -------------------------------------------------------------------
@@ -261,7 +273,7 @@ class RoomService:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls[call_id] = _PendingCall(caller, target, future)
         try:
-            target.sink.deliver(CallReceived(call_id, caller.info(), _check_type(method), body))
+            target.sink.deliver(CallReceived(call_id, caller.info(), _check_type(method, "call method"), body))
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             raise Timeout(f"participant {to!r} did not answer within {timeout:g} s") from None
@@ -280,6 +292,18 @@ class RoomService:
 
     # -- internals ------------------------------------------------------------------
 
+    def _check_attributes(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        """``attributes`` (a participant's whole set) when within the limits."""
+        if len(attributes) > self._max_attributes:
+            raise InvalidRequest(f"at most {self._max_attributes} attributes per participant")
+        try:
+            size = len(json.dumps(attributes, ensure_ascii=False, allow_nan=False).encode())
+        except (TypeError, ValueError):
+            raise InvalidRequest("attribute values must be JSON") from None
+        if size > self._max_attributes_size:
+            raise InvalidRequest(f"a participant's attributes may take at most {self._max_attributes_size} bytes as JSON")
+        return attributes
+
     def _fan_out(self, sender: Participant, event: RoomEvent, *, include_self: bool = False) -> int:
         count = 0
         for p in self.participants(sender.room):
@@ -290,18 +314,16 @@ class RoomService:
         return count
 
 
-def _check_type(value: object) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_TYPE_LENGTH or not value.isprintable():
-        raise InvalidRequest(f"message type must be a printable string of 1-{MAX_TYPE_LENGTH} characters")
-    return value
+def _check_type(value: object, what: str = "message type") -> str:
+    """A message type or call method: shown to other participants and in their logs, so
+    the identity character set (no spaces, newlines or terminal escapes), at most 128."""
+    return parse_name(value, what)
 
 
-def _check_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+def _attributes(attributes: Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(attributes, Mapping):
         raise InvalidRequest("attributes must be an object")
-    if len(attributes) > MAX_ATTRIBUTES:
-        raise InvalidRequest(f"at most {MAX_ATTRIBUTES} attributes")
     for key in attributes:
         if not isinstance(key, str) or not key or len(key) > MAX_TYPE_LENGTH:
-            raise InvalidRequest("attribute names must be non-empty strings")
-    return dict(attributes)
+            raise InvalidRequest(f"attribute names must be strings of 1-{MAX_TYPE_LENGTH} characters")
+    return attributes

@@ -46,8 +46,8 @@ class Services:
     auditor: Auditor
     #: verify a participant token and return who it names (raises Unauthenticated)
     authenticate: Callable[[str], Principal]
-    #: consistent copy of the database to a path
-    backup: Callable[[str], Awaitable[None]]
+    #: consistent copy of the database, by name inside server.backup_dir; returns its path
+    backup: Callable[[str], Awaitable[str]]
     ws: WsLimits
     #: the base of links roomsvc hands out
     public_url: Callable[[], str]

@@ -57,13 +57,14 @@ async def test_backup_under_load_restores_and_is_sealed_without_its_master_key(t
         writers = [asyncio.create_task(writer(k)) for k in range(3)]
         await asyncio.sleep(0.3)
         before_backup = dict(acked)
-        backup = tmp_path / "backups" / "roomsvc-backup.db"
-        result = await asyncio.to_thread(source.cli, "backup", str(backup), token=op)
+        # a name: the server writes it into its backup directory (server.backup_dir)
+        backup = source.data_dir / "backups" / "roomsvc-backup.db"
+        result = await asyncio.to_thread(source.cli, "backup", backup.name, token=op)
         await asyncio.sleep(0.1)
         stop.set()
         await asyncio.gather(*writers)
         assert result.returncode == 0, result.stderr.decode()
-        assert str(backup) in result.stdout.decode()
+        assert str(backup.resolve()) in result.stdout.decode()
         assert len(before_backup) > 20 and len(acked) > len(before_backup)
     finally:
         source.stop()

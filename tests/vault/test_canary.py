@@ -171,9 +171,9 @@ async def test_canary_through_every_cli_command(canary_server: Server, tmp_path:
         "--password", value("pull-denied"), token=alice, code=1)
     run("audit", token=op)
     run("audit", "--json", "--room", ROOM, token=op)
-    backup = tmp_path / "backup.db"
-    run("backup", str(backup), token=op)
-    run("backup", str(backup), token=op, code=1)  # exists already: refused, not overwritten
+    backup = srv.data_dir / "backups" / "backup.db"
+    run("backup", backup.name, token=op)
+    run("backup", backup.name, token=op, code=1)  # exists already: refused, not overwritten
     STATE["backup"] = backup
 
 

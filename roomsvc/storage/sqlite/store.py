@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
@@ -33,7 +34,7 @@ from roomsvc.domain.ports import (
     RoomRecord,
     SecretRecord,
 )
-from roomsvc.errors import AlreadyExists, Conflict, RoomsvcError, StorageError
+from roomsvc.errors import AlreadyExists, Conflict, InvalidRequest, RoomsvcError, StorageError
 from roomsvc.ids import Identity, RoomName, SecretId
 from roomsvc.storage.migrate import latest_version, migrations, split_statements
 
@@ -530,13 +531,20 @@ class SqliteStore:
 
     # -- backup -----------------------------------------------------------------------------
 
-    async def backup(self, path: str) -> None:
-        """A consistent copy made with SQLite's backup API while the server runs."""
-        target = Path(path)
-        if target.exists():
-            raise AlreadyExists(f"backup target {path!r} already exists; choose a new path")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
+    async def backup(self, name: str, *, directory: Path) -> str:
+        """A consistent copy made with SQLite's backup API while the server runs, written
+        only inside ``directory`` (see :func:`backup_target`); returns where it went.
+
+        Raises:
+            InvalidRequest: a name that would leave the directory.
+            AlreadyExists: the file exists (it is never overwritten).
+        """
+        target = backup_target(directory, name)
+        try:
+            # O_EXCL fails on any existing name, a symlink (even a dangling one) included
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        except FileExistsError:
+            raise AlreadyExists(f"backup {name[:80]!r} already exists; choose a new name") from None
         try:
             # a connection of its own, so reads are not held up while pages are copied;
             # one step (all pages at once) copies a consistent snapshot while writes go
@@ -547,6 +555,39 @@ class SqliteStore:
         except sqlite3.Error as exc:
             target.unlink(missing_ok=True)
             raise StorageError(f"backup failed: {exc}") from exc
+        return str(target)
+
+
+def backup_target(directory: Path, name: str) -> Path:
+    """Where backup ``name`` goes: a path inside ``directory`` (created, mode 0700).
+
+    A relative name resolves inside the directory; an absolute one must already be
+    inside it. Every part must be a plain file name (letters, digits, ``.``, ``_``, ``-``,
+    not starting with ``.``), so ``..`` and hidden files are out, and the parent, with
+    symlinks followed, must be the directory or an existing folder inside it.
+
+    Raises:
+        InvalidRequest: any other name.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    base = directory.resolve(strict=True)
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise InvalidRequest("name the backup file, e.g. roomsvc-2025-01-31.db")
+    given = Path(name)
+    if given.is_absolute():
+        if not given.parent.resolve().is_relative_to(base):
+            raise InvalidRequest(f"backups are written only inside {base} (server.backup_dir); give a file name")
+        given = given.parent.resolve().relative_to(base) / given.name
+    if not given.parts or not all(_BACKUP_PART.fullmatch(part) for part in given.parts):
+        raise InvalidRequest("a backup name is a file name in server.backup_dir (letters, digits, '.', '_', '-')")
+    target = base / given
+    parent = target.parent.resolve()
+    if not parent.is_relative_to(base) or not parent.is_dir():
+        raise InvalidRequest(f"backups are written only inside {base} (server.backup_dir), into folders that exist")
+    return parent / target.name
+
+
+_BACKUP_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:

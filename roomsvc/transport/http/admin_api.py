@@ -20,8 +20,7 @@ PROJECT_KINDS = ("keys", "pull")
 
 
 async def create_room(request: web.Request) -> web.Response:
-    operator(request)
-    body = await json_body(request)
+    body = await json_body(request, operator(request))
     record = await request.app[SERVICES].rooms.create_room(parse_room(body.get("name")))
     return web.json_response({"room": {"name": record.name, "created_at": record.created_at}}, status=201)
 
@@ -60,7 +59,7 @@ def _as_sent(body: dict[str, Any], key: str) -> Any:
 async def put_project_secret(request: web.Request) -> web.Response:
     principal = caller(request)
     kind = _kind(request)
-    body = await json_body(request)
+    body = await json_body(request, principal)
     service = request.app[SERVICES].project_secrets
     secret_id = request.match_info["secret_id"]
     if kind == "keys":
@@ -166,7 +165,7 @@ async def revoke_tokens(request: web.Request) -> web.Response:
     principal = caller(request)
     tokens = request.app[SERVICES].require_tokens()
     await tokens.authorize(principal)  # first, and audited when denied
-    body = await json_body(request)
+    body = await json_body(request, principal)
     has_jti, has_identity = "jti" in body, "identity" in body
     if has_jti == has_identity:
         raise InvalidRequest("send exactly one of 'jti' or 'identity'")
@@ -200,7 +199,7 @@ async def prune_audit(request: web.Request) -> web.Response:
     """Delete audit lines older than the retention (or ``older_than`` seconds, never less);
     ``dry_run`` only counts them. The service checks the operator grant, so a denial is audited."""
     principal = caller(request)
-    body: dict[str, Any] = await json_body(request) if request.can_read_body else {}
+    body: dict[str, Any] = await json_body(request, principal) if request.can_read_body else {}
     older_than, dry_run = body.get("older_than"), body.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise InvalidRequest("'dry_run' must be true or false")
@@ -209,12 +208,14 @@ async def prune_audit(request: web.Request) -> web.Response:
 
 
 async def backup(request: web.Request) -> web.Response:
+    """Write a backup named ``name`` into ``server.backup_dir`` (never elsewhere, never
+    over an existing file)."""
     principal = operator(request)
-    body: dict[str, Any] = await json_body(request)
-    path = body.get("path")
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise InvalidRequest("'path' must be an absolute path on the server's machine")
+    body: dict[str, Any] = await json_body(request, principal)
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("'name' must be the backup's file name inside the server's backup directory")
     services = request.app[SERVICES]
-    await services.backup(path)
+    path = await services.backup(name)
     await services.auditor.record(principal, None, "backup", "admin", "ok")
     return web.json_response({"backup": path})

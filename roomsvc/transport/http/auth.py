@@ -10,6 +10,7 @@ from aiohttp import web
 
 from roomsvc.domain.principal import Principal
 from roomsvc.errors import InvalidRequest, PermissionDenied, Unauthenticated
+from roomsvc.transport import strict_json
 from roomsvc.transport.http.keys import SERVICES
 
 
@@ -27,13 +28,21 @@ def operator(request: web.Request) -> Principal:
     return principal
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request, authenticated: Principal) -> dict[str, Any]:
+    """The request's JSON object, parsed strictly like every websocket frame.
+
+    ``authenticated`` is the caller already checked: taking it makes every handler check
+    the token first, so an unauthenticated client never gets its body read or parsed.
+    The size is bounded by ``server.max_body_size`` (aiohttp answers 413 above it).
+
+    Raises:
+        InvalidRequest: not JSON, not strict JSON (duplicate keys, NaN, too deep) or
+            not an object.
+    """
+    del authenticated  # the proof that the caller was checked; nothing more to do with it
     if request.content_type != "application/json":
         raise InvalidRequest("send a JSON body with Content-Type: application/json")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidRequest("the body is not valid JSON") from None
+    body = strict_json.loads(await request.read(), what="body")
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     return body

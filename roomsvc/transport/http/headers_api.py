@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from roomsvc.errors import InvalidRequest
+from roomsvc.ids import parse_name
 from roomsvc.transport.http.auth import caller, json_body, opt_str
 from roomsvc.transport.http.keys import SERVICES
 from roomsvc.transport.ws.header_ops import resolved_as_dict
@@ -13,12 +14,19 @@ from roomsvc.transport.ws.header_ops import resolved_as_dict
 async def resolve_headers(request: web.Request) -> web.Response:
     principal = caller(request)
     service = request.app[SERVICES].require_headers()
-    body = await json_body(request)
+    body = await json_body(request, principal)
     specs = body.get("header_secrets")
     if not isinstance(specs, list):
         raise InvalidRequest("'header_secrets' must be a list of HEADER:FORMAT strings")
     resolved = await service.resolve(
         principal, request.match_info["room"], specs, for_identity=opt_str(body, "for_identity"),
-        toolkit=opt_str(body, "toolkit") or principal.identity, channel="http.headers",
+        toolkit=_toolkit(body) or principal.identity, channel="http.headers",
     )
     return web.json_response({"headers": [resolved_as_dict(h) for h in resolved]}, headers={"Cache-Control": "no-store"})
+
+
+def _toolkit(body: dict[str, object]) -> str | None:
+    """The toolkit named in the body, which goes into the audit line's channel: the
+    identity character set only, so it cannot forge or garble audit output."""
+    name = opt_str(body, "toolkit")
+    return None if name is None else parse_name(name, "toolkit name")

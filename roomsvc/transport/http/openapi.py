@@ -134,8 +134,9 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                                                        "identity": {"type": "string"}, "room": {"type": "string"}},
                       "oneOf": [{"required": ["jti"]}, {"required": ["identity"]}]},
                 tag=admin)},
-            "/v1/admin/backup": {"post": _op("consistent database copy", obj(backup={"type": "string"}),
-                                             body=obj(path={"type": "string"}), tag=admin)},
+            "/v1/admin/backup": {"post": _op("consistent database copy, written as 'name' inside server.backup_dir "
+                                             "(never elsewhere, never over a file); answers the path written",
+                                             obj(backup={"type": "string"}), body=obj(name={"type": "string"}), tag=admin)},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},

@@ -42,12 +42,13 @@ async def list_secrets(request: web.Request) -> web.Response:
 
 
 async def put_secret(request: web.Request) -> web.Response:
-    body = await json_body(request)
+    principal = caller(request)  # before the body: an unauthenticated client's body is never read
+    body = await json_body(request, principal)
     expected = body.get("expected_version")
     if expected is not None and (not isinstance(expected, int) or isinstance(expected, bool) or expected < 0):
         raise InvalidRequest("'expected_version' must be a non-negative integer")
     record = await request.app[SERVICES].secrets.set(
-        caller(request), request.match_info["room"], value=_value(body), type=opt_str(body, "type"),
+        principal, request.match_info["room"], value=_value(body), type=opt_str(body, "type"),
         name=opt_str(body, "name"), expected_version=expected, channel=CHANNEL, **_addressing(request, body),
     )
     return web.json_response({"secret": record.as_dict()})

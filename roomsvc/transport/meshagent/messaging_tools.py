@@ -11,10 +11,9 @@ SDK 0.44 sends the message as ``message_json`` (a JSON string) and the attachmen
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from roomsvc.errors import InvalidRequest
+from roomsvc.transport import strict_json
 from roomsvc.transport.meshagent.packing import Content, EmptyContent
 from roomsvc.transport.meshagent.tools import ToolContext, fields, opt_str, req_str, tool
 from roomsvc.transport.ws import codec
@@ -54,10 +53,8 @@ def _message(data: dict[str, Any]) -> Any:
     text = opt_str(data, "message_json")
     if text is None:
         return data.get("message", {})
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise InvalidRequest("'message_json' is not valid JSON") from None
+    # as strict as a frame: the recipient's parser must read the message as we do
+    return strict_json.loads(text, what="'message_json'")
 
 
 def _attachment(ctx: ToolContext, data: dict[str, Any]) -> bytes | None:
