@@ -132,7 +132,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
             max_call_timeout=ws.max_call_timeout,
         ),
         public_url=public_url,
-        headers=HeaderService(secrets=secrets),
+        headers=HeaderService(secrets=secrets, auditor=auditor),
     )
     provider = AiohttpOAuthProvider(
         connect_timeout=settings.oauth.http_connect_timeout, timeout=settings.oauth.http_timeout,

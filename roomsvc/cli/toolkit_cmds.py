@@ -28,6 +28,9 @@ def add_toolkit_commands(sub: Any, common: Callable[[argparse.ArgumentParser], N
     p.add_argument("--room", required=True)
     p.add_argument("--header-secret", action="append", required=True, metavar="SPEC", help="HEADER:FORMAT (repeatable)")
     p.add_argument("--for-identity", help="another identity's secrets (admin grant)")
+    p.add_argument("--destination", metavar="URL", help=(
+        "the URL the headers will be sent to; required for a connector credential with allowed_hosts "
+        "and for a use-only token"))
     p.add_argument("--format", choices=("json", "curl"), default="json")
     p.set_defaults(func=cmd_headers)
 
@@ -44,8 +47,8 @@ def add_toolkit_commands(sub: Any, common: Callable[[argparse.ArgumentParser], N
     p.set_defaults(func=cmd_proxy)
 
 
-async def _resolve(client: ApiClient, args: argparse.Namespace) -> list[dict[str, Any]]:
-    body = {"header_secrets": args.header_secret, "for_identity": args.for_identity}
+async def _resolve(client: ApiClient, args: argparse.Namespace, destination: str | None) -> list[dict[str, Any]]:
+    body = {"header_secrets": args.header_secret, "for_identity": args.for_identity, "destination": destination}
     result = await client.request("POST", f"/v1/rooms/{quote(args.room, safe='')}/headers",
                                   json_body={k: v for k, v in body.items() if v is not None})
     return result["headers"]
@@ -57,7 +60,7 @@ def cmd_headers(args: argparse.Namespace) -> int:
 
     async def go() -> list[dict[str, Any]]:
         async with ApiClient(args.url, args.token) as client:
-            return await _resolve(client, args)
+            return await _resolve(client, args, args.destination)
 
     headers = asyncio.run(go())
     if args.format == "json":
@@ -89,7 +92,8 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         async with ApiClient(args.url, args.token) as client:
-            cache = HeaderCache(lambda: _resolve(client, args), clock=SystemClock(),
+            # the server checks the credential's allowed hosts against the URL it will reach
+            cache = HeaderCache(lambda: _resolve(client, args, str(upstream)), clock=SystemClock(),
                                 cache_ttl=settings.proxy.cache_ttl, refresh_margin=settings.proxy.refresh_margin)
             await cache.get()  # fail at start-up, not on the first request, if a spec is wrong
             proxy = SidecarProxy(upstream=upstream, headers=cache, allow_private=allow_private,

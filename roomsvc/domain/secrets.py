@@ -171,7 +171,13 @@ class SecretService:
         Raises:
             NotFound: missing, or not visible to the caller.
             DecryptionFailed: the stored ciphertext does not open (audited).
+            PermissionDenied: reading a value with a use-only token (audited).
         """
+        # -- use-only grant (issue 10 §6): such a token resolves headers, never reads a value --
+        if action == "read" and caller.use_only:
+            place = Address(RoomName(str(room)), Identity(str(for_identity or caller.identity)), SecretId(str(secret_id)), None)
+            await self._audit.record(caller, place, action, channel, "denied", "use-only token")
+            raise PermissionDenied("this token may only use secrets in headers (use_only); it cannot read values")
         record, blob = await self._readable(caller, room, secret_id, delegated_to, for_identity, action, channel)
         try:
             value = self._cipher.decrypt(blob, secret_aad(record))
