@@ -40,7 +40,10 @@ def add_toolkit_commands(sub: Any, common: Callable[[argparse.ArgumentParser], N
     common(p)
     client(p)
     p.add_argument("--room", required=True)
-    p.add_argument("--listen", default="127.0.0.1:8781", metavar="HOST:PORT", help="where the proxy listens (port 0 = any)")
+    p.add_argument("--listen", default="127.0.0.1:8781", metavar="HOST:PORT",
+                   help="where the proxy listens (port 0 = any); loopback unless --allow-remote")
+    p.add_argument("--allow-remote", action="store_true", help=(
+        "allow a --listen address other than loopback: anyone who can reach it uses the credential"))
     p.add_argument("--upstream", required=True, metavar="URL")
     p.add_argument("--header-secret", action="append", required=True, metavar="SPEC", help="HEADER:FORMAT (repeatable)")
     p.add_argument("--for-identity", help="another identity's secrets (admin grant)")
@@ -74,13 +77,15 @@ def _listen_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         raise InvalidRequest("--listen takes HOST:PORT, e.g. 127.0.0.1:8781")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     return host or "127.0.0.1", int(port)
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
     from roomsvc.cli.main import settings_from
     from roomsvc.logs import setup_logging
-    from roomsvc.transport.proxy import HeaderCache, SidecarProxy, check_upstream, serve_proxy
+    from roomsvc.transport.proxy import HeaderCache, SidecarProxy, check_listen, check_upstream, serve_proxy
 
     if not args.token:
         raise Unauthenticated("no token: pass --token or set ROOMSVC_TOKEN")
@@ -89,6 +94,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     allow_private = settings.server.allow_insecure_loopback
     upstream = check_upstream(args.upstream, allow_private=allow_private)
     host, port = _listen_address(args.listen)
+    check_listen(host, allow_remote=args.allow_remote)
 
     async def go() -> int:
         async with ApiClient(args.url, args.token) as client:

@@ -7,7 +7,11 @@ connector allows ``127.0.0.1`` only).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
+import subprocess
+import sys
 import time
 
 import aiohttp
@@ -17,12 +21,12 @@ import pytest
 from roomsvc.crypto.tokens import mint
 from roomsvc.domain.principal import build_claims
 from roomsvc.transport.meshagent.packing import ErrorContent, FileContent, JsonContent
-from tests.headers.test_header_injection import Proxy
+from tests.headers.test_header_injection import Proxy, Recorder
 from tests.meshagent.raw_client import RawClient
 from tests.oauth.conftest import OAuthEnv
 from tests.oauth.flows import run_flow
 from tests.support.native_client import NativeClient, ResponseError
-from tests.support.server import Server
+from tests.support.server import REPO, Server
 from tests.vault.conftest import audit_lines, native, now
 
 ROOM = "hosts"
@@ -207,3 +211,58 @@ async def test_a_use_only_sidecar_reaches_an_allowed_upstream(oauth_env: OAuthEn
                 assert r.status == 200 and (await r.json())["sub"] == person_id
         finally:
             proxy.stop()
+
+
+# -- the sidecar -------------------------------------------------------------------------------------
+
+ESCAPES = ["/../admin", "/%2e%2e/admin", "/%2E%2E/admin", "/%252e%252e/admin", "/..%2fadmin", "/x%2f..%2f..%2fadmin",
+           "/x/%2e/admin", "/x\\..\\admin", "/x%5c..%5cadmin"]
+
+
+async def raw_status(port: int, target: str) -> int:
+    """Send the request target as it is (HTTP clients normalise dot segments away)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        status_line = await reader.readline()
+        await reader.read()
+    finally:
+        writer.close()
+    return int(status_line.split()[1])
+
+
+async def test_the_sidecar_refuses_paths_that_escape_the_upstream_base_path_before_resolving(server: Server) -> None:
+    await store_plain_secret(server, "uo-sidecar")
+    upstream = await Recorder().start()
+    # cache_ttl 0: a request that got past the path check would resolve (and be audited)
+    proxy = Proxy(server, use_only_token(server, "uo-sidecar"), f"{upstream.url}/api/v1", ["X-Api-Key:{apikey}"],
+                  env={"ROOMSVC_PROXY_CACHE_TTL": "0"}, room=ROOM)
+    try:
+        port = int(proxy.url.rsplit(":", 1)[1])
+        assert await raw_status(port, "/ok") == 200
+        assert [seen[":path"] for seen in upstream.seen] == ["/api/v1/ok"]
+        assert upstream.seen[0]["x-api-key"] == SENTINEL
+        uses = len([line for line in await audit_lines(server, identity="uo-sidecar") if line["action"] == "use"])
+        statuses = {target: await raw_status(port, target) for target in ESCAPES}
+        assert statuses == {target: 400 for target in ESCAPES}
+        assert len(upstream.seen) == 1, [seen[":path"] for seen in upstream.seen]
+        after = len([line for line in await audit_lines(server, identity="uo-sidecar") if line["action"] == "use"])
+        assert after == uses  # nothing was resolved for the refused requests
+    finally:
+        log = proxy.stop()
+        await upstream.stop()
+    assert SENTINEL not in log
+
+
+def test_a_non_loopback_listen_address_needs_allow_remote(server: Server) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
+    env.update({"ROOMSVC_URL": server.url, "ROOMSVC_TOKEN": use_only_token(server, "uo-listen"),
+                "ROOMSVC_SERVER_ALLOW_INSECURE_LOOPBACK": "1"})
+    for listen in ("0.0.0.0:0", "[::]:0", "example.com:0"):
+        args = [sys.executable, "-m", "roomsvc", "toolkit", "proxy", "--room", ROOM, "--listen", listen,
+                "--upstream", "http://127.0.0.1:9/", "--header-secret", "X-Api-Key:{apikey}"]
+        # the old code would start listening and never return: the timeout makes that a failure
+        result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, timeout=30)
+        assert result.returncode != 0 and "--allow-remote" in result.stderr, (listen, result.stderr)
+        assert "listening" not in result.stdout
