@@ -158,7 +158,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
             max_call_timeout=ws.max_call_timeout, max_unauthenticated=ws.max_unauthenticated,
         ),
         public_url=public_url,
-        headers=HeaderService(secrets=internal, limiter=limiter),
+        headers=HeaderService(secrets=internal, limiter=limiter, auditor=auditor),
         tokens=tokens,
     )
     provider = AiohttpOAuthProvider(

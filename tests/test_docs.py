@@ -43,3 +43,13 @@ def test_the_openapi_document_describes_every_http_route() -> None:
     undocumented = sorted(f"{m.upper()} {p}" for m, p in declared
                           if p not in ("/metrics", "/v1/openapi.json") and m not in paths.get(p, {}))
     assert not undocumented, undocumented
+
+
+def test_the_openapi_headers_body_lists_every_field_the_endpoint_reads() -> None:
+    from roomsvc.transport.http.openapi import openapi_document
+
+    handler = (Path(__file__).resolve().parents[1] / "roomsvc/transport/http/headers_api.py").read_text()
+    read = set(re.findall(r'(?:opt_str\(body, |body\.get\()"([a-z_]+)"', handler))
+    op = openapi_document("http://127.0.0.1")["paths"]["/v1/rooms/{room}/headers"]["post"]
+    documented = set(op["requestBody"]["content"]["application/json"]["schema"]["properties"])
+    assert "destination" in read and read == documented, (read, documented)

@@ -50,12 +50,16 @@ def cmd_token(args: argparse.Namespace) -> int:
     if args.operator:
         if args.room:
             raise InvalidRequest("an operator token has no room; drop --room or --operator")
+        if args.use_only:
+            raise InvalidRequest("--use-only is a room token's secrets grant; an operator token has none")
         identity, room, api = args.identity or "operator", None, {"admin": {}}
     else:
         if not args.room or not args.identity:
             raise InvalidRequest("give --room and --identity (or --operator for a project-level token)")
         identity, room = args.identity, args.room
         api = {section: {} for section in args.api}
+        if args.use_only:
+            api["secrets"] = {"use_only": True}
     ttl = args.ttl if args.ttl is not None else settings.tokens.default_ttl
     if ttl <= 0 or ttl > settings.tokens.max_ttl:
         raise InvalidRequest(f"--ttl must be between 1 and tokens.max_ttl ({settings.tokens.max_ttl})")

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api", action="append", default=[], metavar="SECTION", help="api grant section, e.g. secrets, admin (repeatable)")
     p.add_argument("--ttl", type=int, help="lifetime in seconds (default tokens.default_ttl)")
     p.add_argument("--operator", action="store_true", help="project-level token: no room, admin API (for /v1/admin/...)")
+    p.add_argument("--use-only", action="store_true", help=(
+        "secrets grant {\"use_only\": true}: resolve headers for a named destination, never read values "
+        "(for `roomsvc toolkit proxy`; implies --api secrets)"))
     p.set_defaults(func=local_cmds.cmd_token)
     token_sub = p.add_subparsers(dest="token_command", metavar="COMMAND", required=False)
     r = token_sub.add_parser("revoke", help="revoke tokens on the running server (operator token)", description=(

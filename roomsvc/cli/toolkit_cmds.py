@@ -28,6 +28,9 @@ def add_toolkit_commands(sub: Any, common: Callable[[argparse.ArgumentParser], N
     p.add_argument("--room", required=True)
     p.add_argument("--header-secret", action="append", required=True, metavar="SPEC", help="HEADER:FORMAT (repeatable)")
     p.add_argument("--for-identity", help="another identity's secrets (admin grant)")
+    p.add_argument("--destination", metavar="URL", help=(
+        "the URL the headers will be sent to; required for a connector credential with allowed_hosts "
+        "and for a use-only token"))
     p.add_argument("--format", choices=("json", "curl"), default="json")
     p.set_defaults(func=cmd_headers)
 
@@ -37,15 +40,18 @@ def add_toolkit_commands(sub: Any, common: Callable[[argparse.ArgumentParser], N
     common(p)
     client(p)
     p.add_argument("--room", required=True)
-    p.add_argument("--listen", default="127.0.0.1:8781", metavar="HOST:PORT", help="where the proxy listens (port 0 = any)")
+    p.add_argument("--listen", default="127.0.0.1:8781", metavar="HOST:PORT",
+                   help="where the proxy listens (port 0 = any); loopback unless --allow-remote")
+    p.add_argument("--allow-remote", action="store_true", help=(
+        "allow a --listen address other than loopback: anyone who can reach it uses the credential"))
     p.add_argument("--upstream", required=True, metavar="URL")
     p.add_argument("--header-secret", action="append", required=True, metavar="SPEC", help="HEADER:FORMAT (repeatable)")
     p.add_argument("--for-identity", help="another identity's secrets (admin grant)")
     p.set_defaults(func=cmd_proxy)
 
 
-async def _resolve(client: ApiClient, args: argparse.Namespace) -> list[dict[str, Any]]:
-    body = {"header_secrets": args.header_secret, "for_identity": args.for_identity}
+async def _resolve(client: ApiClient, args: argparse.Namespace, destination: str | None) -> list[dict[str, Any]]:
+    body = {"header_secrets": args.header_secret, "for_identity": args.for_identity, "destination": destination}
     result = await client.request("POST", f"/v1/rooms/{quote(args.room, safe='')}/headers",
                                   json_body={k: v for k, v in body.items() if v is not None})
     return result["headers"]
@@ -57,7 +63,7 @@ def cmd_headers(args: argparse.Namespace) -> int:
 
     async def go() -> list[dict[str, Any]]:
         async with ApiClient(args.url, args.token) as client:
-            return await _resolve(client, args)
+            return await _resolve(client, args, args.destination)
 
     headers = asyncio.run(go())
     if args.format == "json":
@@ -71,13 +77,15 @@ def _listen_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         raise InvalidRequest("--listen takes HOST:PORT, e.g. 127.0.0.1:8781")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     return host or "127.0.0.1", int(port)
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
     from roomsvc.cli.main import settings_from
     from roomsvc.logs import setup_logging
-    from roomsvc.transport.proxy import HeaderCache, SidecarProxy, check_upstream, serve_proxy
+    from roomsvc.transport.proxy import HeaderCache, SidecarProxy, check_listen, check_upstream, serve_proxy
 
     if not args.token:
         raise Unauthenticated("no token: pass --token or set ROOMSVC_TOKEN")
@@ -86,10 +94,12 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     allow_private = settings.server.allow_insecure_loopback
     upstream = check_upstream(args.upstream, allow_private=allow_private)
     host, port = _listen_address(args.listen)
+    check_listen(host, allow_remote=args.allow_remote)
 
     async def go() -> int:
         async with ApiClient(args.url, args.token) as client:
-            cache = HeaderCache(lambda: _resolve(client, args), clock=SystemClock(),
+            # the server checks the credential's allowed hosts against the URL it will reach
+            cache = HeaderCache(lambda: _resolve(client, args, str(upstream)), clock=SystemClock(),
                                 cache_ttl=settings.proxy.cache_ttl, refresh_margin=settings.proxy.refresh_margin)
             await cache.get()  # fail at start-up, not on the first request, if a spec is wrong
             proxy = SidecarProxy(upstream=upstream, headers=cache, allow_private=allow_private,

@@ -5,21 +5,28 @@ admin grant), looked up by id, then by name; ``{owner/id}`` names a secret that 
 delegated to the caller. Secrets others delegate never shadow the caller's own.
 OAuth credentials resolve to a fresh access token through the :class:`AccessTokens` port
 (refreshed first when near expiry). Every use is audited by the secret service with the
-toolkit's name in the channel. Every spec is parsed before any secret is read, so a
-hostile spec fails before anything happens.
+toolkit's name in the channel. Every spec (and the destination URL) is parsed before any
+secret is read, so a hostile spec fails before anything happens.
+
+The destination is where the caller will send the headers. A header whose OAuth credentials
+carry ``allowed_hosts`` (from their connector) is refused unless the destination's host is
+one of them (rules in :mod:`roomsvc.domain.destinations`); a use-only token must always name
+a destination. A refusal is audited and no value is returned.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
 
+from roomsvc.domain.audit import Auditor
+from roomsvc.domain.destinations import Destination, host_allowed, parse_destination
 from roomsvc.domain.header_spec import HeaderSpec, HeaderSpecError, parse_header_spec
 from roomsvc.domain.ports import SecretRecord
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.ratelimit import SECRET_OPS, RateLimiter
 from roomsvc.domain.secrets import KIND_OAUTH, SecretService
-from roomsvc.errors import InvalidRequest, NotFound
+from roomsvc.errors import InvalidRequest, NotFound, PermissionDenied
 from roomsvc.ids import SecretBytes
 
 MAX_SPECS = 16
@@ -59,11 +66,25 @@ class _Value:
     allowed_hosts: tuple[str, ...] | None = None
 
 
+@dataclass(frozen=True)
+class _Place:
+    """Where a refusal happened, for the audit line."""
+
+    room: str
+    owner: str
+    id: str
+
+
 class HeaderService:
-    def __init__(self, *, secrets: SecretService, tokens: AccessTokens | None = None, limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self, *, secrets: SecretService, tokens: AccessTokens | None = None, limiter: RateLimiter | None = None,
+        auditor: Auditor | None = None,
+    ) -> None:
         self._secrets = secrets
         self._limiter = limiter or RateLimiter.off()
         self._tokens = tokens
+        #: records destination refusals (None only in unit tests; the refusal happens anyway)
+        self._audit = auditor
 
     def set_access_tokens(self, tokens: AccessTokens) -> None:
         self._tokens = tokens
@@ -77,12 +98,16 @@ class HeaderService:
         for_identity: str | None = None,
         toolkit: str | None = None,
         channel: str = "headers",
+        destination: str | None = None,
     ) -> list[ResolvedHeader]:
-        """Render every spec for the caller.
+        """Render every spec for the caller, to be sent to ``destination`` (a URL).
 
         Raises:
             HeaderSpecError: a spec is malformed or a value cannot go into a header.
+            InvalidRequest: the destination is not a plain absolute http(s) URL.
             NotFound: a placeholder names no secret the caller may use.
+            PermissionDenied: a credential may not go to the destination (or none is given
+                while it is restricted, or the token is use-only); audited.
         """
         self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         if not isinstance(specs, list) or not specs:
@@ -94,6 +119,10 @@ class HeaderService:
         if len(set(names)) != len(names):
             raise HeaderSpecError("each header may be given once")
         audit_channel = f"{channel}:{toolkit}"[:64] if toolkit else channel
+        target = parse_destination(destination) if destination is not None else None
+        if target is None and caller.use_only:
+            await self._deny(caller, room, for_identity, ["*"], audit_channel, "use-only token without destination")
+            raise PermissionDenied("a use-only token must give the destination URL the headers are for")
         values: dict[str, _Value] = {}
         for spec in parsed:
             for key in spec.keys:
@@ -113,7 +142,35 @@ class HeaderService:
                     secret_ids=tuple(v.record.id for v in used),
                 )
             )
+        for header in out:
+            await self._check_destination(caller, room, for_identity, header, target, audit_channel)
         return out
+
+    async def _check_destination(
+        self, caller: Principal, room: str, for_identity: str | None, header: ResolvedHeader,
+        target: Destination | None, channel: str,
+    ) -> None:
+        """Refuse a header whose credentials may not go to ``target`` (issue 10 §6)."""
+        if header.allowed_hosts is None:
+            return  # no connector restricts these secrets
+        if target is None:
+            await self._deny(caller, room, for_identity, header.secret_ids, channel, "no destination for a host-restricted credential")
+            raise PermissionDenied(
+                f"the credential for header {header.name} may only be sent to its allowed hosts; give the destination URL"
+            )
+        if not host_allowed(target, header.allowed_hosts):
+            await self._deny(caller, room, for_identity, header.secret_ids, channel, f"destination host {target.host} not allowed")
+            raise PermissionDenied(f"the credential for header {header.name} may not be sent to {target.host}")
+
+    async def _deny(
+        self, caller: Principal, room: str, for_identity: str | None, secret_ids: Sequence[str],
+        channel: str, detail: str,
+    ) -> None:
+        if self._audit is None:
+            return
+        owner = for_identity or caller.identity
+        for secret_id in secret_ids:
+            await self._audit.record(caller, _Place(room, owner, secret_id), "use", channel, "denied", detail)
 
     async def _lookup(self, caller: Principal, room: str, key: str, for_identity: str | None, channel: str) -> _Value:
         """``{key}``: the caller's own secret by id, else by name. ``{owner/key}``: the secret

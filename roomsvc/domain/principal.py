@@ -39,13 +39,6 @@ class Principal:
         return section in self.api and self.api[section] is not None
 
     @property
-    def use_only(self) -> bool:
-        """A toolkit token that may use secrets in headers but never read a value:
-        ``api.secrets = {"use_only": true}``."""
-        section = self.api.get("secrets")
-        return isinstance(section, Mapping) and section.get("use_only") is True
-
-    @property
     def is_admin(self) -> bool:
         return self.has_api("admin")
 
@@ -53,6 +46,13 @@ class Principal:
     def is_operator(self) -> bool:
         """A project-level token: the admin API and no room."""
         return self.room is None and self.is_admin
+
+    @property
+    def use_only(self) -> bool:
+        """The ``secrets`` section is ``{"use_only": true}``: secrets may be resolved into
+        headers (for a named destination) but their values are never handed out."""
+        section = self.api.get("secrets")
+        return isinstance(section, Mapping) and section.get("use_only") is True
 
     def require_room(self, room: str) -> None:
         if self.room is None:
@@ -113,6 +113,10 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
             if not isinstance(scope, dict):
                 raise Unauthenticated("token api grant scope must be an object")
             api = {k: v for k, v in scope.items() if v is not None}
+            secrets = api.get("secrets")
+            if isinstance(secrets, dict) and not isinstance(secrets.get("use_only", False), bool):
+                # a misspelt grant must not silently become a full one
+                raise Unauthenticated("token api.secrets.use_only must be true or false")
         # other grant kinds (agent, tunnel_ports, ...) are accepted and ignored
     return Principal(
         identity=identity,

@@ -173,6 +173,7 @@ class SecretService:
         Raises:
             NotFound: missing, or not visible to the caller.
             DecryptionFailed: the stored ciphertext does not open (audited).
+            PermissionDenied: reading a value with a use-only token (audited).
         """
         self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         verb = Action.USE if action == "use" else Action.READ

@@ -10,7 +10,12 @@ secret headers injected, so the toolkit never holds the credential.
 * Redirects are never followed: a 3xx goes back to the toolkit as it is, so injected
   headers never reach another host. Bodies stream in both directions; there are timeouts.
 * It only connects to the configured upstream, and for a connector's credential only when
-  the upstream host is one of the connector's allowed hosts. Unless
+  the upstream host is one of the connector's allowed hosts: it sends the upstream URL as
+  the ``destination`` of every resolution, and the server refuses any other host (it also
+  checks here, before connecting). A request path that could leave the upstream's base
+  path (dot segments, encoded or double-encoded dots and slashes, backslashes) is refused
+  with 400 before anything is resolved.
+* It listens on loopback unless ``--allow-remote`` is given (then it logs a warning). Unless
   ``allow_insecure_loopback`` is on, upstream addresses must be public: the resolver
   vets every address it returns (so DNS rebinding cannot reach a private address).
 """
@@ -22,6 +27,7 @@ import ipaddress
 import logging
 import socket
 from typing import Any, Awaitable, Callable
+from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
@@ -96,6 +102,50 @@ def check_upstream(url: str, *, allow_private: bool) -> URL:
     return parsed
 
 
+def check_listen(host: str, *, allow_remote: bool) -> None:
+    """Refuse a non-loopback listen address unless the operator asked for one.
+
+    Raises:
+        InvalidRequest: ``host`` is not loopback and ``allow_remote`` is off.
+    """
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False  # a host name might resolve to anything
+    if loopback:
+        return
+    if not allow_remote:
+        raise InvalidRequest(
+            f"--listen {host} is not a loopback address: anyone who can reach the proxy can use the credential; "
+            "listen on 127.0.0.1, or pass --allow-remote if that is what you want"
+        )
+    log.warning("the proxy listens on %s (--allow-remote): anyone who can reach it can use the credential", host)
+
+
+#: how many times a path is percent-decoded when looking for hidden dot segments and slashes
+MAX_DECODES = 4
+
+
+def path_escapes(raw_path: str) -> bool:
+    """Could this request path (raw, before the query) leave the upstream's base path?
+
+    True for a dot segment (``.``, ``..``) and for a backslash or an encoded slash, at any
+    level of percent-decoding (``%2e%2e``, ``%252e%252e``, ``%2f``, ``%5c``), and for a
+    path that is still changing after :data:`MAX_DECODES` decodings.
+    """
+    current = raw_path
+    for _ in range(MAX_DECODES + 1):
+        if "\\" in current or any(segment in (".", "..") for segment in current.split("/")):
+            return True
+        decoded = unquote(current)
+        if decoded == current:
+            return False
+        if decoded.count("/") != current.count("/"):
+            return True  # an encoded slash would become a path separator upstream
+        current = decoded
+    return True
+
+
 class HeaderCache:
     def __init__(self, fetch: Fetch, *, clock: Clock, cache_ttl: float, refresh_margin: float) -> None:
         self._fetch = fetch
@@ -155,6 +205,10 @@ class SidecarProxy:
         return self.upstream.with_path(base + request.rel_url.path, encoded=False).with_query(request.rel_url.query)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not request.raw_path.startswith("/") or path_escapes(request.raw_path.partition("?")[0]):
+            # before anything is resolved: the path must stay under the upstream's base path
+            refused = InvalidRequest("the request path may not contain dot segments, encoded slashes or backslashes")
+            return web.json_response({"error": error_body(refused)}, status=wire_error(refused).status)
         try:
             injected = await self._headers.get()
             self._check_hosts(injected)
@@ -220,7 +274,8 @@ async def serve_proxy(proxy: SidecarProxy, host: str, port: int, stop: asyncio.E
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     bound = runner.addresses[0][1]
-    print(f"roomsvc proxy listening on http://{host}:{bound} -> {proxy.upstream}", flush=True)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"roomsvc proxy listening on http://{shown}:{bound} -> {proxy.upstream}", flush=True)
     try:
         await stop.wait()
     finally:

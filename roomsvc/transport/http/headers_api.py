@@ -21,6 +21,7 @@ async def resolve_headers(request: web.Request) -> web.Response:
     resolved = await service.resolve(
         principal, request.match_info["room"], specs, for_identity=opt_str(body, "for_identity"),
         toolkit=_toolkit(body) or principal.identity, channel="http.headers",
+        destination=opt_str(body, "destination"),
     )
     return web.json_response({"headers": [resolved_as_dict(h) for h in resolved]}, headers={"Cache-Control": "no-store"})
 

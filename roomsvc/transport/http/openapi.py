@@ -80,6 +80,9 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                                 allowed_hosts={"type": ["array", "null"], "items": {"type": "string"}})}),
                             params=[_ROOM], tag="headers",
                             body=obj(header_secrets={"type": "array", "items": {"type": "string"}},
+                                     destination={"type": "string", "format": "uri", "description": (
+                                         "the URL the headers will be sent to; required for credentials with "
+                                         "allowed_hosts and for use-only tokens")},
                                      for_identity={"type": "string"}, toolkit={"type": "string"})),
             },
             "/oauth/start": {"get": {**_op("open a single-use consent link (302 to the provider)", obj(),

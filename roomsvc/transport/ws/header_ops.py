@@ -26,8 +26,11 @@ async def headers_resolve(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     for_identity = data.get("for_identity")
     if for_identity is not None and not isinstance(for_identity, str):
         raise InvalidRequest("'for_identity' must be a string")
+    destination = data.get("destination")
+    if destination is not None and not isinstance(destination, str):
+        raise InvalidRequest("'destination' must be a URL string")
     resolved = await service.resolve(
         ctx.participant.principal, ctx.room, specs, for_identity=for_identity,
-        toolkit=ctx.participant.identity, channel="ws.headers",
+        toolkit=ctx.participant.identity, channel="ws.headers", destination=destination,
     )
     return {"headers": [resolved_as_dict(h) for h in resolved]}
