@@ -38,6 +38,7 @@ from roomsvc.domain.oauth_flows import (
     CallbackResult,
     Flow,
     FlowStatus,
+    StartPage,
     cookie_name,
     digest,
     iss_ok,
@@ -129,6 +130,8 @@ class ConsentFlows:
         self._public_url = public_url
         self.policy = policy
         self._waiters: dict[str, _Waiter] = {}
+        #: exchanges in progress, kept referenced until they end (see _exchange_to_the_end)
+        self._exchanges: set[asyncio.Future[StoredCredential]] = set()
 
     # -- asking -------------------------------------------------------------------------------------
 
@@ -215,6 +218,22 @@ class ConsentFlows:
 
     # -- roomsvc's own redirect: start link and callback ------------------------------------------
 
+    async def describe_start_link(self, ticket: str | None) -> StartPage:
+        """What a start link is for, without using it (link previews and a person's first
+        look must not burn the one-time link).
+
+        Raises:
+            NotFound: unknown, used or expired link.
+        """
+        flow = await self._flows.get_flow(start_hash=digest(ticket)) if ticket and len(ticket) <= 256 else None
+        if flow is None or flow.status is not FlowStatus.PENDING or self._clock.now() >= flow.expires_at:
+            raise NotFound("this sign-in link was already used or has expired; ask for a new one")
+        client = ClientConfig.from_record(flow.client)
+        return StartPage(
+            requester=flow.requester, room=flow.room, provider=client.connector or client.authorization_endpoint,
+            scopes=client.scopes, owner=flow.owner, usable_by=tuple(usable_by(flow)), expires_at=flow.expires_at,
+        )
+
     async def open_start_link(self, ticket: str | None) -> BrowserStart:
         """Consume a start link once: issue the state, bind the browser, build the URL.
 
@@ -276,7 +295,7 @@ class ConsentFlows:
         )
         if consumed is None:
             raise NotFound("this sign-in response is unknown or was already used")
-        stored = await self._exchange(consumed, code_value)
+        stored = await self._exchange_to_the_end(consumed, code_value)
         return CallbackResult(
             client.connector or client.authorization_endpoint, stored.credential.subject, flow.room, flow.owner,
             cookie_name(flow.id),
@@ -299,7 +318,7 @@ class ConsentFlows:
         consumed = await self._flows.move_flow(flow.id, FlowStatus.EXCHANGING, now=self._clock.now(), live=True)
         if consumed is None:
             raise InvalidState("this OAuth request was already answered or has expired")
-        await self._exchange(consumed, code)
+        await self._exchange_to_the_end(consumed, code)
 
     async def reject_authorization(self, participant: Participant, request_id: str, error: str | None) -> None:
         flow = await self._answerable(participant, request_id, "reject")
@@ -319,6 +338,15 @@ class ConsentFlows:
         return flow
 
     # -- completing a flow -----------------------------------------------------------------------
+
+    async def _exchange_to_the_end(self, flow: Flow, code: str) -> StoredCredential:
+        """Run the exchange so that the caller going away (a closed socket or browser
+        cancels its request) cannot stop it halfway: the code is redeemed once, so the
+        credential must be stored and the requester answered whatever happens to the caller."""
+        task = asyncio.ensure_future(self._exchange(flow, code))
+        self._exchanges.add(task)
+        task.add_done_callback(self._exchanges.discard)
+        return await asyncio.shield(task)
 
     async def _exchange(self, flow: Flow, code: str) -> StoredCredential:
         """Exchange the code once (never retried) and store the credential; the flow ends either way."""

@@ -89,8 +89,8 @@ class Flow:
     requester_participant: str
     consenter: str  # identity asked (P)
     consenter_participant: str
-    owner: str  # identity the credential is stored for (P or delegate_to)
-    delegate_to: str | None
+    owner: str  # identity the credential is stored for: always the consenter (P)
+    delegate_to: str | None  # stored delegated_to this identity, when the request named one
     credential_id: str
     #: the resolved client config, without its secret (see ClientConfig)
     client: Mapping[str, Any]
@@ -129,6 +129,20 @@ class BrowserStart:
     binding: str = field(repr=False)
     cookie_name: str
     max_age: float
+
+
+@dataclass(frozen=True)
+class StartPage:
+    """What the person sees on a start link before going to the provider: who asks, for
+    what, and whose credential it will be. Nothing secret."""
+
+    requester: str
+    room: str
+    provider: str
+    scopes: tuple[str, ...]
+    owner: str
+    usable_by: tuple[str, ...]
+    expires_at: float
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from roomsvc.domain.oauth_connectors import (
 )
 from roomsvc.domain.oauth_consent import ConsentFlows, OAuthPolicy
 from roomsvc.domain.oauth_credentials import ACTIVE, OAuthCredential, TokenGrant, backoff_delays
-from roomsvc.domain.oauth_flows import BrowserStart, CallbackResult
+from roomsvc.domain.oauth_flows import BrowserStart, CallbackResult, StartPage
 from roomsvc.domain.oauth_ports import FlowRepository, KeyedLock, OAuthProvider
 from roomsvc.domain.oauth_refresh import SYSTEM_IDENTITY, CredentialVault, Refresher, StoredCredential
 from roomsvc.domain.oauth_registry import ConnectorRegistry
@@ -233,6 +233,9 @@ class OAuthService:
         return float(timeout)
 
     # -- answering consent requests (see ConsentFlows) -----------------------------------------------
+
+    async def describe_start_link(self, ticket: str | None) -> StartPage:
+        return await self.consent.describe_start_link(ticket)
 
     async def open_start_link(self, ticket: str | None) -> BrowserStart:
         return await self.consent.open_start_link(ticket)

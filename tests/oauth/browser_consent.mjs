@@ -2,7 +2,7 @@
 // playwright-core from tests/peers/oidc): open roomsvc's start link, log in and consent
 // at the provider, and let the browser land on roomsvc's callback page.
 // Usage: node browser_consent.mjs <start_url> <login>
-// Prints one JSON line: {"status", "heading", "text", "cookiesAtProvider", "cookiesAfter"}.
+// Prints one JSON line: {"status", "startText", "heading", "text", "cookiesAtProvider", "cookiesAfter"}.
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,6 +31,9 @@ try {
   let callbackStatus = 0;
   page.on('response', (r) => { if (new URL(r.url()).pathname === '/oauth/callback') callbackStatus = r.status(); });
   await page.goto(startUrl);
+  // roomsvc's start page says who asks and whose credential it will be; Continue goes on
+  const startText = await page.textContent('body');
+  await page.click('button[type=submit]');
   await page.waitForSelector('input[name=prompt][value=login]', { state: 'attached', timeout: 15000 });
   const binding = async () => (await context.cookies()).filter((c) => c.name.startsWith('roomsvc_oauth_'))
     .map((c) => ({ httpOnly: c.httpOnly, sameSite: c.sameSite, path: c.path }));
@@ -45,6 +48,7 @@ try {
   const cookiesAfter = await binding();
   process.stdout.write(`${JSON.stringify({
     status: callbackStatus,
+    startText,
     heading: await page.textContent('h1'),
     text: await page.textContent('body'),
     cookiesAtProvider,

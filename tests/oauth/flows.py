@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -23,9 +25,20 @@ async def ask(agent: NativeClient, person: NativeClient, *, connector: str | Non
     return task, push["data"]
 
 
-async def open_link(browser: aiohttp.ClientSession, start_url: str) -> str:
-    """Open roomsvc's start link; returns the provider URL it redirects to."""
+async def start_page(browser: aiohttp.ClientSession, start_url: str) -> str:
+    """The start link's page (what the person reads before continuing)."""
     async with browser.get(start_url, allow_redirects=False) as r:
+        assert r.status == 200, (r.status, await r.text())
+        assert r.headers["Referrer-Policy"] == "no-referrer" and r.headers["Cache-Control"] == "no-store"
+        return await r.text()
+
+
+async def open_link(browser: aiohttp.ClientSession, start_url: str) -> str:
+    """Open roomsvc's start link and press Continue; returns the provider URL it redirects to."""
+    page = await start_page(browser, start_url)
+    ticket = re.search(r'name="t" value="([^"]*)"', page)
+    assert ticket, page
+    async with browser.post(start_url.split("?")[0], data={"t": html.unescape(ticket.group(1))}, allow_redirects=False) as r:
         assert r.status == 302, (r.status, await r.text())
         assert r.headers["Referrer-Policy"] == "no-referrer"
         assert r.headers["Cache-Control"] == "no-store"

@@ -111,3 +111,39 @@ async def test_the_consenting_app_can_reject(runtime: Runtime) -> None:
     with pytest.raises(Rejected, match="cancelled"):
         await task
     assert (await app.notice("secrets.request_ended")).data["outcome"] == "rejected"
+
+
+async def test_an_answer_whose_sender_goes_away_mid_exchange_still_completes_the_flow(
+    oauth_env: OAuthEnv, runtime: Runtime
+) -> None:
+    """The consenting app sends the code and its connection drops (its request task is
+    cancelled) while roomsvc exchanges the code: the exchange still finishes, the requester
+    gets the token, and no flow is left 'exchanging'."""
+    from roomsvc.domain.oauth_flows import FlowStatus
+    from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
+
+    rooms, oauth = runtime.services.rooms, runtime.services.oauth
+    assert oauth is not None
+    agent = await rooms.join(principal("agent"), Sink())
+    app = Sink()
+    person = await rooms.join(principal("olga"), app, protocol="meshagent")
+    task = asyncio.create_task(oauth.request_token(
+        agent, from_participant_id=person.id, connector="oidc", redirect_uri=APP_REDIRECT, timeout=20,
+    ))
+    data = dict((await app.notice("secrets.request_oauth_token")).data)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        callback = await drive_consent(browser, app_authorize_url(data, "app-state"), login="olga")
+    flows = SqliteFlowStore(runtime.store)
+    answer = asyncio.create_task(oauth.provide_authorization(person, data["request_id"], query(callback)["code"]))
+    # the provider answers the token request after a delay: cancel while the flow is exchanging
+    for _ in range(500):
+        flow = await flows.get_flow(id=data["request_id"])
+        if flow is not None and flow.status is FlowStatus.EXCHANGING:
+            break
+        await asyncio.sleep(0.005)
+    assert flow is not None and flow.status is FlowStatus.EXCHANGING
+    answer.cancel()
+    grant = await asyncio.wait_for(task, 10)
+    assert grant.credential["owner"] == "olga" and (await oauth_env.userinfo(grant.access_token))[0] == 200
+    ended = await flows.get_flow(id=data["request_id"])
+    assert ended is not None and ended.status is FlowStatus.COMPLETED

@@ -163,6 +163,9 @@ async def test_a_person_consents_in_real_headless_chromium(oauth_env: OAuthEnv) 
         assert proc.returncode == 0, err.decode()[-2000:]
         seen = json.loads(out.decode().strip().splitlines()[-1])
         assert seen["status"] == 200 and seen["heading"] == "Connected" and person_id in seen["text"]
+        # before going to the provider the person read who asks and whose credential it will be
+        assert agent_id in seen["startText"] and "will belong to" in seen["startText"]
+        assert person_id in seen["startText"]
         # the start link bound the browser with an HttpOnly, SameSite=Lax cookie; the callback cleared it
         assert seen["cookiesAtProvider"] == [{"httpOnly": True, "sameSite": "Lax", "path": "/oauth/callback"}]
         assert seen["cookiesAfter"] == []

@@ -1,5 +1,9 @@
 """``/oauth/start`` and ``/oauth/callback``: the browser side of roomsvc's own OAuth redirect.
 
+``GET /oauth/start?t=...`` shows the person who asks, for which provider and scopes,
+whose credential it will be and who may use it, with a Continue button; only the form's
+``POST`` uses the one-time link and goes to the provider.
+
 Both answer people, not programs: small HTML pages, never JSON, never a token. Every
 answer carries ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer`` (the
 callback URL holds a code and a state), and a CSP that allows nothing but inline style.
@@ -24,7 +28,7 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
 }
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -33,6 +37,21 @@ _PAGE = """<!doctype html>
 h1{{font-size:1.4em}} .ok{{color:#0a6b2d}} .bad{{color:#a4161a}}</style></head>
 <body><h1 class="{cls}">{title}</h1><p>{text}</p><p>You can close this window.</p></body></html>
 """
+_START = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Connect {provider}</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:34em;margin:4em auto;padding:0 1em;color:#222}}
+h1{{font-size:1.4em}} dt{{font-weight:600}} dd{{margin:0 0 .6em 0}}
+button{{font:inherit;padding:.5em 1.2em;border-radius:4px;border:1px solid #0a6b2d;background:#0a6b2d;color:#fff}}</style>
+</head><body><h1>Connect your {provider} account</h1>
+<p><b>{requester}</b> asks you to connect an account in room <b>{room}</b>.</p>
+<dl><dt>Permissions asked</dt><dd>{scopes}</dd>
+<dt>The credential will belong to</dt><dd id="owner">{owner}</dd>
+<dt>Who may use it</dt><dd id="usable-by">{usable_by}</dd></dl>
+<form method="post" action="{action}"><input type="hidden" name="t" value="{ticket}">
+<button type="submit">Continue to {provider}</button></form>
+<p>If you did not expect this, close this window: nothing happens until you continue.</p></body></html>
+"""
 
 
 def _page(title: str, text: str, *, status: int, ok: bool) -> web.Response:
@@ -40,13 +59,37 @@ def _page(title: str, text: str, *, status: int, ok: bool) -> web.Response:
     return web.Response(text=body, status=status, content_type="text/html", headers=_HEADERS)
 
 
-async def start(request: web.Request) -> web.StreamResponse:
-    """Open a start link: bind this browser with a cookie, then go to the provider."""
+async def start_page(request: web.Request) -> web.StreamResponse:
+    """Show what a start link is for (who asks, whose credential it will be, who may use
+    it) without using it: a link preview or a first look does not burn it."""
     oauth = request.app[SERVICES].oauth
     if oauth is None:
         return _page("OAuth is not available", "This server has no OAuth service.", status=404, ok=False)
+    ticket = request.query.get("t")
     try:
-        begun = await oauth.open_start_link(request.query.get("t"))
+        info = await oauth.describe_start_link(ticket)
+    except RoomsvcError as exc:
+        return _page("This link cannot be used", exc.message, status=wire_error(exc).status, ok=False)
+    body = _START.format(
+        provider=html.escape(info.provider), requester=html.escape(info.requester), room=html.escape(info.room),
+        scopes=html.escape(" ".join(info.scopes) or "(the provider's default)"), owner=html.escape(info.owner),
+        usable_by=html.escape(", ".join(info.usable_by)), action=html.escape(request.path),
+        ticket=html.escape(ticket or ""),
+    )
+    return web.Response(text=body, content_type="text/html", headers=_HEADERS)
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    """Use a start link (the page's form): bind this browser with a cookie, then go to the provider."""
+    oauth = request.app[SERVICES].oauth
+    if oauth is None:
+        return _page("OAuth is not available", "This server has no OAuth service.", status=404, ok=False)
+    if request.content_type != "application/x-www-form-urlencoded" or (request.content_length or 0) > 4096:
+        return _page("This link cannot be used", "Open the sign-in link and press Continue.", status=400, ok=False)
+    form = await request.post()
+    ticket = form.get("t")
+    try:
+        begun = await oauth.open_start_link(ticket if isinstance(ticket, str) else None)
     except RoomsvcError as exc:
         return _page("This link cannot be used", exc.message, status=wire_error(exc).status, ok=False)
     response = web.Response(status=302, headers={**_HEADERS, "Location": begun.authorization_url})

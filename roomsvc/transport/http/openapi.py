@@ -85,9 +85,14 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                                          "allowed_hosts and for use-only tokens")},
                                      for_identity={"type": "string"}, toolkit={"type": "string"})),
             },
-            "/oauth/start": {"get": {**_op("open a single-use consent link (302 to the provider)", obj(),
-                                           params=[{"name": "t", "in": "query", "required": True, "schema": {"type": "string"}}],
-                                           tag="oauth"), "security": []}},
+            "/oauth/start": {
+                "get": {**_op("show what a consent link is for (who asks, who will own the credential, who may use "
+                              "it) without using it (HTML page)", obj(),
+                              params=[{"name": "t", "in": "query", "required": True, "schema": {"type": "string"}}],
+                              tag="oauth"), "security": []},
+                "post": {**_op("use the single-use consent link (form field t): 302 to the provider", obj(),
+                               tag="oauth"), "security": []},
+            },
             "/oauth/callback": {"get": {**_op("the provider's redirect back to roomsvc (HTML page)", obj(), tag="oauth",
                                               params=[{"name": n, "in": "query", "schema": {"type": "string"}}
                                                       for n in ("code", "state", "iss", "error")]), "security": []}},

@@ -12,7 +12,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", ops_api.readyz)
     app.router.add_get("/metrics", ops_api.metrics)
     app.router.add_get("/v1/openapi.json", ops_api.openapi)
-    app.router.add_get("/oauth/start", oauth_api.start)
+    app.router.add_get("/oauth/start", oauth_api.start_page)
+    app.router.add_post("/oauth/start", oauth_api.start)
     app.router.add_get("/oauth/callback", oauth_api.callback)
 
     room_secret = "/v1/rooms/{room}/secrets/{secret_id}"
