@@ -232,6 +232,7 @@ class ConsentFlows:
         return StartPage(
             requester=flow.requester, room=flow.room, provider=client.connector or client.authorization_endpoint,
             scopes=client.scopes, owner=flow.owner, usable_by=tuple(usable_by(flow)), expires_at=flow.expires_at,
+            authorization_endpoint=client.authorization_endpoint,
         )
 
     async def open_start_link(self, ticket: str | None) -> BrowserStart:

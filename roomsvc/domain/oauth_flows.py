@@ -143,6 +143,8 @@ class StartPage:
     owner: str
     usable_by: tuple[str, ...]
     expires_at: float
+    #: where Continue leads (the provider's authorization endpoint), for the page's CSP
+    authorization_endpoint: str = ""
 
 
 @dataclass(frozen=True)

@@ -93,9 +93,6 @@ async def test_an_oauth_consent_delegated_to_a_victim_never_replaces_the_victims
                 oauth_env, token, "room", "secret", "oauth", "--room", ROOM, "--connector", "oidc",
                 "--from-participant-id", accomplice.participant_id, "--delegate-to", victim_id, "--timeout", "30"))
         push = (await accomplice.next_event("secrets.request_oauth_token", timeout=10))["data"]
-        # the person asked is told whose credential it will be and who may use it
-        assert push["owner"] == accomplice_id
-        assert push["usable_by"] == sorted([accomplice_id, mallory_id, victim_id])
         await consent_as(push, "mallory-account")
         result = await asked
         if requester == "native":
@@ -116,6 +113,9 @@ async def test_an_oauth_consent_delegated_to_a_victim_never_replaces_the_victims
         status, body = await header(oauth_env, victim_id, f"Authorization:Bearer {{{accomplice_id}/oidc}}")
         _, info = await oauth_env.userinfo(body["headers"][0]["value"].removeprefix("Bearer "))
         assert status == 200 and info["sub"] == "mallory-account"
+        # and the person asked was told whose credential it would be and who could use it
+        assert push["owner"] == accomplice_id
+        assert push["usable_by"] == sorted([accomplice_id, mallory_id, victim_id])
     finally:
         for c in (agent, victim, accomplice):
             await c.close()
@@ -128,17 +128,33 @@ async def test_a_consent_for_another_account_revokes_the_replaced_grant_and_the_
         task, push = await ask(agent, person)
         await consent_as(push, "rita-work")
         first = await task
-        before = await oauth_env.stats()
 
-        # the same person connects another account at the same place: the old grant goes
-        task, push = await ask(agent, person)
-        await consent_as(push, "rita-home")
-        second = await task
+        # the same account again, for another agent: the same grant at most providers, kept
+        helper = await oauth_env.connect(oauth_env.ids("helper")[0], role="agent")
+        try:
+            task, push = await ask(helper, person)
+            before = await oauth_env.stats()
+            await consent_as(push, "rita-work")
+            middle = await task
+            assert (await oauth_env.stats())["revocation"] == before["revocation"]
+            assert (await oauth_env.userinfo(first["access_token"]))[0] == 200
+        finally:
+            await helper.close()
+
+        # another account replaces the credential at the same place: its old grant is revoked
+        other = await oauth_env.connect(oauth_env.ids("other")[0], role="agent")
+        try:
+            task, push = await ask(other, person)
+            before = await oauth_env.stats()
+            await consent_as(push, "rita-home")
+            second = await task
+        finally:
+            await other.close()
         after = await oauth_env.stats()
         assert second["credential"]["subject"] != first["credential"]["subject"]
         assert after["revocation"] == before["revocation"] + 1
         assert after["grants_revoked"] >= before["grants_revoked"] + 1
-        status, _ = await oauth_env.userinfo(first["access_token"])
+        status, _ = await oauth_env.userinfo(middle["access_token"])
         assert status == 401  # the replaced grant's tokens are dead at the provider
         status, info = await oauth_env.userinfo(second["access_token"])
         assert status == 200 and info["sub"] == "rita-home"
@@ -177,7 +193,6 @@ async def test_a_requested_secret_delegated_to_a_victim_cannot_plant_a_value_in_
                                          "--from-participant-id", accomplice.participant_id, "--secret-url", "github",
                                          "--type", "text/plain", "--delegate-to", victim_id, "--timeout", "20"))
         push = await _answer(accomplice, "gho_mallorys_own_account")
-        assert (push["owner"], push["usable_by"]) == (mallory_id, sorted([mallory_id, victim_id]))
         result = await asked
         if requester == "native":
             assert (result["secret"]["owner"], result["secret"]["delegated_to"]) == (mallory_id, victim_id)
@@ -196,9 +211,11 @@ async def test_a_requested_secret_delegated_to_a_victim_cannot_plant_a_value_in_
         secret_id = requested_secret_id("github", "text/plain")
         got = await victim.request("secrets.get", {"id": secret_id, "delegated_to": victim_id, "for_identity": mallory_id})
         assert base64.b64decode(got["value"]) == b"gho_mallorys_own_account"
-        # and mallory cannot delete it from the victim's namespace: there is nothing of hers there
+        # the delegate may use it, not delete it
         with pytest.raises(ResponseError):
             await victim.request("secrets.delete", {"id": secret_id, "delegated_to": victim_id, "for_identity": mallory_id})
+        # the person asked was told whose secret it would be and who could use it
+        assert (push["owner"], push["usable_by"]) == (mallory_id, sorted([mallory_id, victim_id]))
     finally:
         await victim.close()
         await accomplice.close()

@@ -108,8 +108,13 @@ def header_spec(name: str, sid: str) -> str:
     return f"X-T:{{alice/{sid}}}" if name == "delegate" else f"X-T:{{{sid}}}"
 
 
+#: where the resolved header will be sent (use-only tokens must say; plain secrets go anywhere)
+DESTINATION = "https://api.example.com/v1"
+
+
 def use_fields(name: str, who: Who) -> dict[str, Any]:
-    return {} if name == "delegate" or who.identity == "alice" else {"for_identity": "alice"}
+    owner = {} if name == "delegate" or who.identity == "alice" else {"for_identity": "alice"}
+    return {**owner, "destination": DESTINATION}
 
 
 # -- what one cell answered -----------------------------------------------------------------------

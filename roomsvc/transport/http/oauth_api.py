@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import logging
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -28,7 +29,7 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'",
 }
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -76,7 +77,10 @@ async def start_page(request: web.Request) -> web.StreamResponse:
         usable_by=html.escape(", ".join(info.usable_by)), action=html.escape(request.path),
         ticket=html.escape(ticket or ""),
     )
-    return web.Response(text=body, content_type="text/html", headers=_HEADERS)
+    # the form posts here, and browsers apply form-action to the redirect that follows too
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(info.authorization_endpoint))
+    csp = _HEADERS["Content-Security-Policy"].replace("form-action 'none'", f"form-action 'self' {origin}")
+    return web.Response(text=body, content_type="text/html", headers={**_HEADERS, "Content-Security-Policy": csp})
 
 
 async def start(request: web.Request) -> web.StreamResponse:
