@@ -33,7 +33,7 @@ from roomsvc.domain.revocation import TokenService
 from roomsvc.domain.rooms import RoomService
 from roomsvc.domain.secret_requests import SecretRequestService
 from roomsvc.domain.secrets import SecretService
-from roomsvc.domain.services import Services, WsLimits
+from roomsvc.domain.services import Services
 from roomsvc.errors import InvalidRequest, NotFound, Unauthenticated
 from roomsvc.integrations.oauth_provider import AiohttpOAuthProvider
 from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
@@ -43,10 +43,10 @@ from roomsvc.transport.http.middleware import AccessLogger, errors_middleware
 from roomsvc.transport.http.routes import add_routes
 from roomsvc.transport.metrics import Metrics
 from roomsvc.transport.ws.connection import Connection
-from roomsvc.transport.ws.lifecycle import close_revoked
-from roomsvc.transport.ws.native import NativeHandler
+from roomsvc.transport.ws.endpoint import Endpoint, close_revoked
+from roomsvc.transport.ws.native import NativeCodec
 from roomsvc.transport.meshagent.accounts import RoomConnectHandler
-from roomsvc.transport.meshagent.handler import MeshAgentHandler
+from roomsvc.transport.meshagent.codec import MeshAgentCodec
 
 log = logging.getLogger("roomsvc")
 
@@ -151,12 +151,6 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
         auditor=auditor,
         authenticate=authenticate,
         backup=lambda name: store.backup(name, directory=settings.backup_dir),
-        ws=WsLimits(
-            max_message_size=ws.max_message_size, heartbeat=ws.heartbeat, auth_timeout=ws.auth_timeout,
-            outbound_queue=ws.outbound_queue, send_timeout=ws.send_timeout,
-            max_concurrent_requests=ws.max_concurrent_requests, max_bad_messages=ws.max_bad_messages,
-            max_call_timeout=ws.max_call_timeout, max_unauthenticated=ws.max_unauthenticated,
-        ),
         public_url=public_url,
         headers=HeaderService(secrets=internal, limiter=limiter, auditor=auditor),
         tokens=tokens,
@@ -260,8 +254,8 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
     app[CONNECTIONS] = connections
     app[READY] = {"ready": True}
     add_routes(app)
-    app.router.add_get("/v1/rooms/{room}/ws", NativeHandler(runtime.services, metrics, connections))
-    app.router.add_get("/rooms/{room}", MeshAgentHandler(runtime.services, metrics, connections))
+    for path, codec in (("/v1/rooms/{room}/ws", NativeCodec()), ("/rooms/{room}", MeshAgentCodec())):
+        app.router.add_get(path, Endpoint(codec, runtime.services, runtime.settings.websocket, metrics, connections))
     app.router.add_post(
         "/accounts/projects/{project_id}/rooms/{room}/connect",
         RoomConnectHandler(lambda key, project, room: api_key_room_token(runtime, key, project, room), runtime.services.public_url),

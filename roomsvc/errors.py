@@ -7,15 +7,20 @@ looks on the wire (application code, HTTP status, websocket close code)::
     ├── PermissionDenied            caller lacks a grant, or acts outside its room
     ├── Unauthenticated             token missing, malformed, badly signed, expired
     ├── InvalidRequest              the request itself is wrong (field, type, size)
-    │   └── TooLarge                a value or message above its configured cap
+    │   ├── TooLarge                a value or message above its configured cap
+    │   │   └── MessageTooLarge     a MeshAgent message announcing more than the cap
+    │   ├── FramingError            MeshAgent packets that do not form a message
+    │   └── HeaderSpecError         a HEADER:FORMAT spec that cannot be used
     ├── NotFound                    nothing there (or nothing the caller may see)
     ├── AlreadyExists
     ├── Conflict                    compare-and-swap lost (expected version differs)
     ├── InvalidState                e.g. a credential needs re-authorization
     │   ├── Sealed                  the vault has no usable master key
-    │   └── ReauthRequired          an OAuth grant is dead; its owner must consent again
+    │   ├── ReauthRequired          an OAuth grant is dead; its owner must consent again
+    │   └── InvalidTransition       an OAuth flow asked to make an illegal move
     ├── DependencyMissing           a peer or provider that is needed is not there
     ├── OperationFailed             something failed on the way; safe to report
+    │   ├── InternalError           an unexpected failure in the server (an incident id)
     │   ├── StorageError            the database refused or is unavailable
     │   ├── DecryptionFailed        a stored ciphertext does not open (tamper, move)
     │   └── OAuthError              an OAuth provider refused a step or answered badly
@@ -31,6 +36,8 @@ Messages never contain a secret value: they name fields, ids and placeholders on
 """
 
 from __future__ import annotations
+
+from enum import Enum
 
 
 class RoomsvcError(Exception):
@@ -63,6 +70,29 @@ class TooLarge(InvalidRequest):
     name = "too_large"
 
 
+class MessageTooLarge(TooLarge):
+    """A MeshAgent start packet announces more payload than the connection accepts.
+
+    Carries the message id and type so the connection can answer that request with an
+    error instead of dropping it silently; the assembler skips its data packets.
+    """
+
+    def __init__(self, message: str, *, message_id: int, message_type: str) -> None:
+        super().__init__(message)
+        self.message_id = message_id
+        self.message_type = message_type
+
+
+class FramingError(InvalidRequest):
+    """MeshAgent packets that do not form a message (out of order, interleaved, malformed)."""
+
+    name = "framing_error"
+
+
+class HeaderSpecError(InvalidRequest):
+    name = "invalid_header_spec"
+
+
 class NotFound(RoomsvcError):
     name = "not_found"
 
@@ -83,12 +113,30 @@ class Sealed(InvalidState):
     name = "sealed"
 
 
+class InvalidTransition(InvalidState):
+    """An OAuth flow asked to move from ``current`` to a status it may not reach from there."""
+
+    name = "invalid_state"
+
+    def __init__(self, flow_id: str, current: Enum, target: Enum) -> None:
+        super().__init__(f"OAuth request {flow_id[:12]}... is {current.value}; it cannot become {target.value}")
+        self.current = current
+        self.target = target
+
+
 class DependencyMissing(RoomsvcError):
     name = "dependency_missing"
 
 
 class OperationFailed(RoomsvcError):
     name = "operation_failed"
+
+
+class InternalError(OperationFailed):
+    """A failure nobody expected (a bug): the log has the traceback under the incident
+    id the message carries; the client learns nothing more."""
+
+    name = "internal_error"
 
 
 class StorageError(OperationFailed):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from roomsvc.errors import InvalidRequest
+from roomsvc.errors import HeaderSpecError
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
@@ -25,10 +25,6 @@ _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _DELEGATED_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+:-]{0,127}/[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 FORBIDDEN = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive"}
 MAX_VALUE = 8192
-
-
-class HeaderSpecError(InvalidRequest):
-    name = "invalid_header_spec"
 
 
 @dataclass(frozen=True)

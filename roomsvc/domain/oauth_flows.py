@@ -26,7 +26,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from roomsvc.errors import InvalidState
+from roomsvc.errors import InvalidTransition
 
 #: link = roomsvc runs the redirect (start link + /oauth/callback), native participants;
 #: app = the consenting participant's app runs it and answers with the code (MeshAgent way)
@@ -60,15 +60,6 @@ MOVES: dict[FlowStatus, frozenset[FlowStatus]] = {
     FlowStatus.EXPIRED: frozenset({FlowStatus.PENDING, FlowStatus.STARTED}),
     FlowStatus.PENDING: frozenset(),
 }
-
-
-class InvalidTransition(InvalidState):
-    name = "invalid_state"
-
-    def __init__(self, flow_id: str, current: FlowStatus, target: FlowStatus) -> None:
-        super().__init__(f"OAuth request {flow_id[:12]}... is {current.value}; it cannot become {target.value}")
-        self.current = current
-        self.target = target
 
 
 def check_move(flow_id: str, current: FlowStatus, target: FlowStatus) -> None:

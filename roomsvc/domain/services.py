@@ -18,19 +18,6 @@ from roomsvc.errors import DependencyMissing
 from roomsvc.domain.secrets import SecretService
 
 
-@dataclass(frozen=True)
-class WsLimits:
-    max_message_size: int = 131072
-    heartbeat: float = 20.0
-    auth_timeout: float = 10.0
-    outbound_queue: int = 256
-    send_timeout: float = 10.0
-    max_concurrent_requests: int = 32
-    max_bad_messages: int = 5
-    max_call_timeout: float = 300.0
-    max_unauthenticated: int = 256
-
-
 class KeyAdmin(Protocol):
     async def status(self) -> list: ...
     async def rotate(self, *, progress: Callable[[int, int], Awaitable[None]] | None = None, batch: int = 200): ...
@@ -48,7 +35,6 @@ class Services:
     authenticate: Callable[[str], Principal]
     #: consistent copy of the database, by name inside server.backup_dir; returns its path
     backup: Callable[[str], Awaitable[str]]
-    ws: WsLimits
     #: the base of links roomsvc hands out
     public_url: Callable[[], str]
     #: header injection for toolkits (HEADER:FORMAT specs)

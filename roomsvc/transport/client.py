@@ -17,8 +17,11 @@ def _subclasses(cls: type[RoomsvcError]) -> list[type[RoomsvcError]]:
     return out
 
 
-#: every error class by its wire name, so the CLI raises what the server raised
-_BY_NAME: dict[str, type[RoomsvcError]] = {cls.name: cls for cls in _subclasses(RoomsvcError)}
+#: every error class by its wire name, so the CLI raises what the server raised; where
+#: classes share a name (InvalidTransition is an invalid_state) the most general one
+_BY_NAME: dict[str, type[RoomsvcError]] = {}
+for _cls in _subclasses(RoomsvcError):
+    _BY_NAME.setdefault(_cls.name, _cls)
 
 
 class ApiClient:

@@ -34,6 +34,7 @@ ERROR_TABLE: dict[type[e.RoomsvcError], WireError] = {
     e.Sealed: WireError(1006, 503, 1013),
     e.DependencyMissing: WireError(1007, 502, 1011),
     e.OperationFailed: WireError(1008, 500, 1011),
+    e.InternalError: WireError(1008, 500, 1011),
     e.StorageError: WireError(1008, 503, 1011),
     e.DecryptionFailed: WireError(1008, 500, 1011),
     e.ReauthRequired: WireError(1006, 409, 1008),

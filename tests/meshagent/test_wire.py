@@ -3,6 +3,7 @@ sends (Gen-1 types, broken packets, text frames) and the upgrade refusals."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import aiohttp
@@ -218,3 +219,35 @@ async def test_request_tools_answer_typed_errors(server: Server) -> None:
         assert await code("provide_oauth_authorization", JsonContent({"request_id": "nope", "code": "c", "error": None})) == 1003
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("protocol", ["native", "meshagent"])
+async def test_from_participant_id_wins_over_participant_id_on_both_protocols(server: Server, protocol: str) -> None:
+    """A request naming the participant asked twice asks ``from_participant_id`` (the
+    MeshAgent tools used to pick ``participant_id``, the native ops the other)."""
+    named = await NativeClient.connect(server.ws_url(ROOM), server.token(f"named-{protocol}", ROOM, api=("secrets",)))
+    other = await NativeClient.connect(server.ws_url(ROOM), server.token(f"other-{protocol}", ROOM, api=("secrets",)))
+    ask = {"url": "secret://both", "type": "text/plain", "timeout": 10,
+           "from_participant_id": named.participant_id, "participant_id": other.participant_id}
+    if protocol == "native":
+        asker: NativeClient | RawClient = await NativeClient.connect(
+            server.ws_url(ROOM), server.token("asker-native", ROOM, api=("secrets",)))
+        asked = asyncio.ensure_future(asker.request("secrets.request_secret", ask, timeout=20))
+    else:
+        asker = await connect(server, "asker-meshagent", "secrets")
+        asked = asyncio.ensure_future(asker.invoke("secrets", "request_secret", JsonContent(ask)))
+    try:
+        push = await named.next_event("secrets.request_secret")
+        assert push["data"]["request"]["participant_id"] == named.participant_id
+        await named.request("secrets.reject_secret", {"request_id": push["data"]["request_id"], "error": "no"})
+        if protocol == "native":
+            with pytest.raises(ResponseError) as refused:
+                await asked
+            assert refused.value.name == "rejected"
+        else:
+            reply = await asked
+            assert isinstance(reply, ErrorContent) and reply.code == 1011
+    finally:
+        asked.cancel()
+        for client in (asker, named, other):
+            await client.close()

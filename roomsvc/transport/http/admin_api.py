@@ -11,7 +11,8 @@ from aiohttp import web
 
 from roomsvc.errors import InvalidRequest, NotFound
 from roomsvc.ids import parse_room
-from roomsvc.transport.http.auth import caller, json_body, operator, opt_str
+from roomsvc.transport.fields import opt_str
+from roomsvc.transport.http.auth import caller, json_body, operator
 from roomsvc.transport.http.keys import SERVICES
 
 log = logging.getLogger("roomsvc.http")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from aiohttp import web
@@ -11,14 +9,15 @@ from aiohttp import web
 from roomsvc.domain.principal import Principal
 from roomsvc.errors import InvalidRequest, PermissionDenied, Unauthenticated
 from roomsvc.transport import strict_json
+from roomsvc.transport.fields import bearer
 from roomsvc.transport.http.keys import SERVICES
 
 
 def caller(request: web.Request) -> Principal:
-    header = request.headers.get("Authorization", "")
-    if header[:7].lower() != "bearer " or not header[7:].strip():
+    token = bearer(request.headers.get("Authorization", ""))
+    if token is None:
         raise Unauthenticated("send a participant token as 'Authorization: Bearer <token>'")
-    return request.app[SERVICES].authenticate(header[7:].strip())
+    return request.app[SERVICES].authenticate(token)
 
 
 def operator(request: web.Request) -> Principal:
@@ -46,21 +45,3 @@ async def json_body(request: web.Request, authenticated: Principal) -> dict[str,
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     return body
-
-
-def opt_str(source: Any, key: str) -> str | None:
-    value = source.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"'{key}' must be a string")
-    return value
-
-
-def decode_b64(value: Any, key: str) -> bytes:
-    if not isinstance(value, str):
-        raise InvalidRequest(f"'{key}' must be base64 text")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(f"'{key}' is not valid base64") from None

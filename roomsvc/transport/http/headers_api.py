@@ -6,7 +6,8 @@ from aiohttp import web
 
 from roomsvc.errors import InvalidRequest
 from roomsvc.ids import parse_name
-from roomsvc.transport.http.auth import caller, json_body, opt_str
+from roomsvc.transport.fields import opt_str
+from roomsvc.transport.http.auth import caller, json_body
 from roomsvc.transport.http.keys import SERVICES
 from roomsvc.transport.ws.header_ops import resolved_as_dict
 

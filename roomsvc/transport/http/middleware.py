@@ -9,7 +9,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from roomsvc.errors import RoomsvcError
+from roomsvc.errors import InternalError, RoomsvcError
 from roomsvc.transport.errors import error_body, retry_after_header, wire_error
 from roomsvc.transport.http.keys import METRICS
 
@@ -36,10 +36,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         incident = secrets.token_hex(4)
         log.exception("%s %s failed (incident %s)", request.method, request.path, incident)
-        response = web.json_response(
-            {"error": {"code": 1008, "name": "internal_error", "message": f"internal error (incident {incident})"}},
-            status=500,
-        )
+        failure = InternalError(f"internal error (incident {incident})")
+        response = web.json_response({"error": error_body(failure)}, status=wire_error(failure).status)
     if request.path.startswith("/v1/") and not response.prepared:
         response.headers.setdefault("Cache-Control", "no-store")
     return response

@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from roomsvc.errors import InvalidRequest
-from roomsvc.transport.http.auth import caller, decode_b64, json_body, opt_str
+from roomsvc.transport.fields import opt_str, opt_version, value_or_text
+from roomsvc.transport.http.auth import caller, json_body
 from roomsvc.transport.http.keys import SERVICES
 
 CHANNEL = "http"
@@ -23,17 +23,6 @@ def _addressing(request: web.Request, source: Any | None = None) -> dict[str, An
     }
 
 
-def _value(body: dict[str, Any]) -> bytes:
-    sources = [k for k in ("value_base64", "data_base64", "text") if body.get(k) is not None]
-    if len(sources) != 1:
-        raise InvalidRequest("give the value as exactly one of 'value_base64' or 'text'")
-    if sources[0] == "text":
-        if not isinstance(body["text"], str):
-            raise InvalidRequest("'text' must be a string")
-        return body["text"].encode()
-    return decode_b64(body[sources[0]], sources[0])
-
-
 async def list_secrets(request: web.Request) -> web.Response:
     records = await request.app[SERVICES].secrets.list(
         caller(request), request.match_info["room"], for_identity=opt_str(request.query, "for_identity"), channel=CHANNEL
@@ -44,12 +33,9 @@ async def list_secrets(request: web.Request) -> web.Response:
 async def put_secret(request: web.Request) -> web.Response:
     principal = caller(request)  # before the body: an unauthenticated client's body is never read
     body = await json_body(request, principal)
-    expected = body.get("expected_version")
-    if expected is not None and (not isinstance(expected, int) or isinstance(expected, bool) or expected < 0):
-        raise InvalidRequest("'expected_version' must be a non-negative integer")
     record = await request.app[SERVICES].secrets.set(
-        principal, request.match_info["room"], value=_value(body), type=opt_str(body, "type"),
-        name=opt_str(body, "name"), expected_version=expected, channel=CHANNEL, **_addressing(request, body),
+        principal, request.match_info["room"], value=value_or_text(body, binary=("value_base64", "data_base64"), hint="give the value as exactly one of 'value_base64' or 'text'"), type=opt_str(body, "type"),
+        name=opt_str(body, "name"), expected_version=opt_version(body), channel=CHANNEL, **_addressing(request, body),
     )
     return web.json_response({"secret": record.as_dict()})
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from roomsvc.errors import Unauthenticated
 from roomsvc.ids import parse_room
+from roomsvc.transport.fields import bearer
 from roomsvc.transport.meshagent.session import room_ws_url
 
 #: ``issue(api_key, project_id, room) -> participant token``; raises Unauthenticated for a
@@ -28,12 +29,12 @@ class RoomConnectHandler:
         self._public_url = public_url
 
     async def __call__(self, request: web.Request) -> web.Response:
-        header = request.headers.get("Authorization", "")
-        if header[:7].lower() != "bearer " or not header[7:].strip():
+        api_key = bearer(request.headers.get("Authorization", ""))
+        if api_key is None:
             raise Unauthenticated("send the API key printed by `roomsvc apikey` as 'Authorization: Bearer ma-...'")
         project_id = request.match_info["project_id"]
         room = parse_room(request.match_info["room"])
-        token = self._issue(header[7:].strip(), project_id, room)
+        token = self._issue(api_key, project_id, room)
         return web.json_response(
             {"jwt": token, "room_name": room, "project_id": project_id, "room_url": room_ws_url(self._public_url(), room)},
             headers={"Cache-Control": "no-store"},

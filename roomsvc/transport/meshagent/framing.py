@@ -23,7 +23,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from roomsvc.errors import InvalidRequest, TooLarge
+from roomsvc.errors import FramingError, MessageTooLarge
 
 PACKET_SIZE = 1024
 START_HEADER = 16
@@ -41,25 +41,6 @@ class Message:
     id: int
     type: str
     payload: bytes = field(repr=False)  # may hold a secret value
-
-
-class FramingError(InvalidRequest):
-    """Packets that do not form a message (out of order, interleaved, malformed)."""
-
-    name = "framing_error"
-
-
-class MessageTooLarge(TooLarge):
-    """A start packet announces more payload than the connection accepts.
-
-    Carries the message id and type so the connection can answer that request with an
-    error instead of dropping it silently; the assembler skips its data packets.
-    """
-
-    def __init__(self, message: str, *, message_id: int, message_type: str) -> None:
-        super().__init__(message)
-        self.message_id = message_id
-        self.message_type = message_type
 
 
 def packet_count(payload_size: int) -> int:

@@ -15,8 +15,8 @@ from typing import Any
 
 from roomsvc.transport import strict_json
 from roomsvc.transport.meshagent.packing import Content, EmptyContent
-from roomsvc.transport.meshagent.tools import ToolContext, fields, opt_str, req_str, tool
-from roomsvc.transport.ws import codec
+from roomsvc.transport.fields import opt_str, opt_unb64, req_str
+from roomsvc.transport.meshagent.tools import ToolContext, fields, tool
 
 
 @tool("messaging", "enable")
@@ -58,5 +58,5 @@ def _message(data: dict[str, Any]) -> Any:
 
 
 def _attachment(ctx: ToolContext, data: dict[str, Any]) -> bytes | None:
-    attachment = codec.unb64(data.get("attachment_base64"), "attachment_base64", limit=ctx.services.ws.max_message_size)
+    attachment = opt_unb64(data.get("attachment_base64"), "attachment_base64", limit=ctx.limits.max_message_size)
     return attachment or None

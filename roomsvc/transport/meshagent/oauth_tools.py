@@ -26,62 +26,9 @@ whoever asked.
 
 from __future__ import annotations
 
-from typing import Any
-
-from roomsvc.errors import InvalidRequest
+from roomsvc.transport.fields import asked_participant, oauth_client, opt_seconds, opt_str, req_str
 from roomsvc.transport.meshagent.packing import Content, EmptyContent, FileContent, JsonContent, content_data
-from roomsvc.transport.meshagent.tools import ToolContext, fields, opt_str, req_str, tool
-
-#: ConnectorRef fields that name something roomsvc does not have
-_FOREIGN_CONNECTOR_FIELDS = ("server_url", "client_secret_id")
-
-
-def _timeout(data: dict[str, Any]) -> float | None:
-    """Seconds, or None for the server's default; the service checks the range."""
-    value = data.get("timeout")
-    if value is None:
-        return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise InvalidRequest("'timeout' must be a number of seconds")
-    return float(value)
-
-
-def _participant_id(data: dict[str, Any]) -> str:
-    """The participant asked: ``participant_id`` (the SDK's name for ``from_participant_id``)."""
-    if data.get("participant_id") is None and data.get("from_participant_id") is not None:
-        return req_str(data, "from_participant_id")
-    return req_str(data, "participant_id")
-
-
-def connector_name(value: object) -> str | None:
-    """A roomsvc connector named by a request's ``connector``.
-
-    SDK 0.44 types it as ``ConnectorRef {openai_connector_id, server_url,
-    client_secret_id}``; roomsvc reads ``openai_connector_id`` as the connector's name
-    (the only name a ConnectorRef carries). Clients that send JSON themselves may give
-    the name as a plain string.
-
-    Raises:
-        InvalidRequest: another shape, or a ConnectorRef naming an MCP server or a client
-        secret (not supported here).
-    """
-    if value is None or isinstance(value, str):
-        return value or None
-    if not isinstance(value, dict):
-        raise InvalidRequest("'connector' must be a connector name or a ConnectorRef object")
-    for key in _FOREIGN_CONNECTOR_FIELDS:
-        if value.get(key) is not None:
-            raise InvalidRequest(
-                f"'connector.{key}' is not supported: name a roomsvc connector as 'connector.openai_connector_id'"
-            )
-    return opt_str(value, "openai_connector_id")
-
-
-def _client(data: dict[str, Any]) -> dict[str, Any]:
-    oauth = data.get("oauth")
-    if oauth is not None and not isinstance(oauth, dict):
-        raise InvalidRequest("'oauth' must be an OAuthClientConfig object")
-    return {"connector": connector_name(data.get("connector")), "oauth": oauth}
+from roomsvc.transport.meshagent.tools import ToolContext, fields, tool
 
 
 # -- plain secrets -------------------------------------------------------------------------------
@@ -94,7 +41,7 @@ async def request_secret(ctx: ToolContext, content: Content) -> Content:
     data = fields(content)
     provided = await ctx.services.require_secret_requests().request(
         ctx.participant, url=req_str(data, "url"), type=opt_str(data, "type"),
-        from_participant_id=_participant_id(data), timeout=_timeout(data), delegate_to=opt_str(data, "delegate_to"),
+        from_participant_id=asked_participant(data), timeout=opt_seconds(data), delegate_to=opt_str(data, "delegate_to"),
     )
     return FileContent(name=provided.record.name, mime_type=provided.record.type, data=provided.value.reveal())
 
@@ -135,8 +82,8 @@ async def request_oauth_token(ctx: ToolContext, content: Content) -> Content:
     a native consenter uses roomsvc's callback instead."""
     data = fields(content)
     grant = await ctx.services.require_oauth().request_token(
-        ctx.participant, from_participant_id=_participant_id(data), delegate_to=opt_str(data, "delegate_to"),
-        timeout=_timeout(data), redirect_uri=opt_str(data, "redirect_uri"), **_client(data),
+        ctx.participant, from_participant_id=asked_participant(data), delegate_to=opt_str(data, "delegate_to"),
+        timeout=opt_seconds(data), redirect_uri=opt_str(data, "redirect_uri"), **oauth_client(data),
     )
     return JsonContent({"access_token": grant.access_token})
 
@@ -148,7 +95,7 @@ async def get_offline_oauth_token(ctx: ToolContext, content: Content) -> Content
     data = fields(content)
     grant = await ctx.services.require_oauth().offline_token(
         ctx.participant.principal, ctx.room, delegated_to=opt_str(data, "delegated_to"),
-        delegated_by=opt_str(data, "delegated_by"), **_client(data),
+        delegated_by=opt_str(data, "delegated_by"), **oauth_client(data),
     )
     return JsonContent({"access_token": grant.access_token if grant is not None else None})
 

@@ -27,7 +27,8 @@ from roomsvc.transport.meshagent.packing import (
     JsonContent,
     content_data,
 )
-from roomsvc.transport.meshagent.tools import CHANNEL, ToolContext, fields, opt_str, tool
+from roomsvc.transport.fields import opt_str
+from roomsvc.transport.meshagent.tools import CHANNEL, ToolContext, fields, tool
 
 
 def secret_info(record: SecretRecord) -> dict[str, object]:

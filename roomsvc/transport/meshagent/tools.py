@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from roomsvc.config import WebsocketSettings
 from roomsvc.domain.rooms import Participant
 from roomsvc.domain.services import Services
 from roomsvc.errors import InvalidRequest
@@ -30,6 +31,7 @@ class ToolContext:
     session: MeshAgentSession
     #: the request's message id, which the reply carries
     message_id: int
+    limits: WebsocketSettings
 
     def reply(self, content: Content) -> None:
         """Answer now, for a tool that must push something after its answer (it returns None)."""
@@ -82,19 +84,3 @@ def fields(content: Content) -> dict[str, Any]:
     if isinstance(content, BinaryContent):
         return content.headers
     raise InvalidRequest("the tool input must be a json or binary content")
-
-
-def opt_str(data: dict[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"'{key}' must be a string")
-    return value
-
-
-def req_str(data: dict[str, Any], key: str) -> str:
-    value = opt_str(data, key)
-    if value is None:
-        raise InvalidRequest(f"'{key}' must be a non-empty string")
-    return value

@@ -6,8 +6,6 @@ Incoming text frames must hold one JSON object with a string ``type``, parsed st
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any
 
@@ -22,6 +20,7 @@ from roomsvc.domain.events import (
 )
 from roomsvc.errors import InvalidRequest
 from roomsvc.transport import strict_json
+from roomsvc.transport.fields import b64
 
 def decode(text: str) -> dict[str, Any]:
     """Parse one client message.
@@ -46,23 +45,6 @@ def decode(text: str) -> dict[str, Any]:
 
 def encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
-
-
-def b64(data: bytes | None) -> str | None:
-    return base64.b64encode(data).decode() if data is not None else None
-
-
-def unb64(value: Any, field: str, *, limit: int) -> bytes | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"'{field}' must be base64 text")
-    if len(value) > (limit * 4) // 3 + 8:
-        raise InvalidRequest(f"'{field}' is larger than {limit} bytes")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(f"'{field}' is not valid base64") from None
 
 
 def event_frame(event: RoomEvent) -> dict[str, Any] | None:

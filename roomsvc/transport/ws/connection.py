@@ -1,8 +1,8 @@
 """One websocket connection: a bounded outbound queue with a single writer, and
 bounded concurrent request handling.
 
-The domain delivers events through :meth:`Connection.deliver`, which never blocks: it
-encodes the event and puts the frames on the queue. If the queue is full (a client
+The protocol session the domain delivers events to encodes them and queues the frames
+with :meth:`Connection.send_nowait`, which never blocks. If the queue is full (a client
 that does not read), the connection is closed with 4030 and its memory freed, and
 nobody else waits. One writer task sends frames in order, which the MeshAgent framing
 needs (packets of two messages must never interleave).
@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from roomsvc.domain.events import RoomEvent
 from roomsvc.domain.principal import Principal
 
 log = logging.getLogger("roomsvc.ws")
 
 Frame = str | bytes
-Encoder = Callable[[RoomEvent], Iterable[Frame]]
 
 CLOSE_SLOW_CONSUMER = 4030
 
@@ -38,13 +36,11 @@ class Connection:
         max_queue: int,
         send_timeout: float,
         max_concurrent: int,
-        encoder: Encoder | None = None,
         transport: Any = None,
     ) -> None:
         self.ws = ws
         self._queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=max_queue)
         self._send_timeout = send_timeout
-        self._encoder = encoder
         self._transport = transport
         self._slots = asyncio.Semaphore(max_concurrent)
         self._max_concurrent = max_concurrent
@@ -100,13 +96,6 @@ class Connection:
             self._transport.abort()
 
     # -- outbound ---------------------------------------------------------------------
-
-    def deliver(self, event: RoomEvent) -> None:
-        """The :class:`~roomsvc.domain.rooms.ParticipantSink` entry point."""
-        if self._encoder is None:
-            return
-        for frame in self._encoder(event):
-            self.send_nowait(frame)
 
     def send_nowait(self, frame: Frame) -> None:
         if self.closing:

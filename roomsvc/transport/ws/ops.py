@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from roomsvc.config import WebsocketSettings
 from roomsvc.domain.rooms import Participant
 from roomsvc.domain.services import Services
 from roomsvc.errors import InvalidRequest, Rejected, RoomsvcError
-from roomsvc.transport.ws import codec
+from roomsvc.transport.fields import b64, opt_seconds, opt_str, opt_unb64, opt_version, req_str, value_or_text
 from roomsvc.transport.ws.connection import Connection
 
 CHANNEL = "ws"
@@ -23,6 +24,7 @@ class Context:
     services: Services
     participant: Participant
     conn: Connection
+    limits: WebsocketSettings
 
     @property
     def room(self) -> str:
@@ -39,22 +41,6 @@ def op(name: str) -> Callable[[Op], Op]:
         return fn
 
     return register
-
-
-def _str(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"'{key}' must be a non-empty string")
-    return value
-
-
-def _opt_str(data: dict[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"'{key}' must be a string")
-    return value
 
 
 # -- presence and messages ------------------------------------------------------------------
@@ -80,12 +66,12 @@ async def set_attributes(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _attachment(ctx: Context, data: dict[str, Any]) -> bytes | None:
-    return codec.unb64(data.get("attachment"), "attachment", limit=ctx.services.ws.max_message_size)
+    return opt_unb64(data.get("attachment"), "attachment", limit=ctx.limits.max_message_size)
 
 
 @op("message.send")
 async def message_send(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
-    to = _str(data, "to")
+    to = req_str(data, "to")
     ctx.services.rooms.send(ctx.participant, to, data.get("message_type"), data.get("body"), _attachment(ctx, data))
     return {"delivered": 1}
 
@@ -99,11 +85,9 @@ async def message_broadcast(ctx: Context, data: dict[str, Any]) -> dict[str, Any
 @op("call")
 async def call(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     """Ask another participant (it gets a ``call`` push) and wait for its ``call.reply``."""
-    limit = ctx.services.ws.max_call_timeout
-    timeout = data.get("timeout", limit)
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= limit:
-        raise InvalidRequest(f"'timeout' must be a number of seconds in (0, {limit:g}]")
-    body = await ctx.services.rooms.call(ctx.participant, _str(data, "to"), data.get("method"), data.get("body"), timeout=float(timeout))
+    limit = ctx.limits.max_call_timeout
+    timeout = opt_seconds(data, most=limit) or limit
+    body = await ctx.services.rooms.call(ctx.participant, req_str(data, "to"), data.get("method"), data.get("body"), timeout=timeout)
     return {"body": body}
 
 
@@ -116,7 +100,7 @@ async def call_reply(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(message, str):
             raise InvalidRequest("'error' must be a string or {'message': ...}")
         failure = Rejected(message[:500])
-    ctx.services.rooms.answer(ctx.participant, _str(data, "call_id"), body=data.get("body"), error=failure)
+    ctx.services.rooms.answer(ctx.participant, req_str(data, "call_id"), body=data.get("body"), error=failure)
     return {}
 
 
@@ -124,37 +108,26 @@ async def call_reply(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _value(ctx: Context, data: dict[str, Any]) -> bytes:
-    sources = [k for k in ("value", "text") if data.get(k) is not None]
-    if len(sources) != 1:
-        raise InvalidRequest("give the secret as exactly one of 'value' (base64) or 'text'")
-    if sources[0] == "text":
-        if not isinstance(data["text"], str):
-            raise InvalidRequest("'text' must be a string")
-        return data["text"].encode()
     # bounded only by the message size the socket already accepted: the service
     # decides about the value's size, so an oversized one gets the typed too_large
     # error (and an audit line) like on every other channel
-    value = codec.unb64(data["value"], "value", limit=ctx.services.ws.max_message_size)
-    assert value is not None
-    return value
+    return value_or_text(data, binary=("value",), hint="give the secret as exactly one of 'value' (base64) or 'text'",
+                         limit=ctx.limits.max_message_size)
 
 
 def _addressing(data: dict[str, Any]) -> dict[str, Any]:
     return {
-        "secret_id": _str(data, "id"),
-        "delegated_to": _opt_str(data, "delegated_to"),
-        "for_identity": _opt_str(data, "for_identity"),
+        "secret_id": req_str(data, "id"),
+        "delegated_to": opt_str(data, "delegated_to"),
+        "for_identity": opt_str(data, "for_identity"),
     }
 
 
 @op("secrets.set")
 async def secrets_set(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
-    expected = data.get("expected_version")
-    if expected is not None and (not isinstance(expected, int) or isinstance(expected, bool) or expected < 0):
-        raise InvalidRequest("'expected_version' must be a non-negative integer")
     record = await ctx.services.secrets.set(
-        ctx.participant.principal, ctx.room, value=_value(ctx, data), type=_opt_str(data, "type"),
-        name=_opt_str(data, "name"), expected_version=expected, channel=CHANNEL, **_addressing(data),
+        ctx.participant.principal, ctx.room, value=_value(ctx, data), type=opt_str(data, "type"),
+        name=opt_str(data, "name"), expected_version=opt_version(data), channel=CHANNEL, **_addressing(data),
     )
     return {"secret": record.as_dict()}
 
@@ -162,7 +135,7 @@ async def secrets_set(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 @op("secrets.get")
 async def secrets_get(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     record, value = await ctx.services.secrets.get(ctx.participant.principal, ctx.room, channel=CHANNEL, **_addressing(data))
-    return {"secret": record.as_dict(), "value": codec.b64(value.reveal())}
+    return {"secret": record.as_dict(), "value": b64(value.reveal())}
 
 
 @op("secrets.exists")
@@ -173,7 +146,7 @@ async def secrets_exists(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 @op("secrets.list")
 async def secrets_list(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     records = await ctx.services.secrets.list(
-        ctx.participant.principal, ctx.room, for_identity=_opt_str(data, "for_identity"), channel=CHANNEL
+        ctx.participant.principal, ctx.room, for_identity=opt_str(data, "for_identity"), channel=CHANNEL
     )
     return {"secrets": [r.as_dict() for r in records]}
 
