@@ -41,6 +41,7 @@ from roomsvc.transport.meshagent.framing import (
     PacketAssembler,
     packet_count,
 )
+from roomsvc.transport.meshagent import notices
 from roomsvc.transport.meshagent.packing import Content, ErrorContent, parse_content, unpack
 from roomsvc.transport.meshagent.session import PROTOCOL, RESPONSE, MeshAgentSession, SessionRegistry, room_ws_url
 from roomsvc.transport.meshagent.tools import GEN1_TYPES, TOOLS, Tool, ToolContext, gen1_content, req_str
@@ -106,7 +107,7 @@ class MeshAgentHandler:
         )
         session = MeshAgentSession(self.s, conn, self.sessions)
         session.participant = await self.s.rooms.join(
-            principal, session, attributes={"name": principal.identity}, protocol=PROTOCOL
+            principal, session, attributes={"name": principal.identity}, protocol=PROTOCOL, capabilities=notices.CAPABILITIES
         )
         self.sessions.add(session)
         self._handshake(session)  # queued now, written once the socket is up

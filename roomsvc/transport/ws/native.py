@@ -105,7 +105,7 @@ class NativeHandler:
                     return ws
             conn.principal = principal  # from here a revocation closes the socket
             try:
-                participant = await self.s.rooms.join(principal, conn, protocol="native")
+                participant = await self.s.rooms.join(principal, conn, protocol="native", capabilities=codec.CAPABILITIES)
             except RoomsvcError as exc:
                 await self._close_for(conn, exc)
                 return ws

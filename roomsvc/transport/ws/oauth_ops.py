@@ -43,7 +43,7 @@ def _participant_id(data: dict[str, Any]) -> str:
 
 @op("secrets.request_oauth_token")
 async def request_oauth_token(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
-    grant = await ctx.services.require_oauth().request_token(
+    grant = await ctx.services.oauth.request_token(
         ctx.participant, from_participant_id=_participant_id(data), delegate_to=_opt_str(data, "delegate_to"),
         timeout=_timeout(data), redirect_uri=_opt_str(data, "redirect_uri"), **_client(data),
     )
@@ -52,7 +52,7 @@ async def request_oauth_token(ctx: Context, data: dict[str, Any]) -> dict[str, A
 
 @op("secrets.get_offline_oauth_token")
 async def get_offline_oauth_token(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
-    grant = await ctx.services.require_oauth().offline_token(
+    grant = await ctx.services.oauth.offline_token(
         ctx.participant.principal, ctx.room, delegated_to=_opt_str(data, "delegated_to"),
         delegated_by=_opt_str(data, "delegated_by"), **_client(data),
     )
@@ -64,11 +64,11 @@ async def provide_oauth_authorization(ctx: Context, data: dict[str, Any]) -> dic
     request_id = _str(data, "request_id")
     assert request_id is not None
     if data.get("error"):
-        await ctx.services.require_oauth().reject_authorization(ctx.participant, request_id, _opt_str(data, "error"))
+        await ctx.services.oauth.reject_authorization(ctx.participant, request_id, _opt_str(data, "error"))
         return {}
     code = _str(data, "code")
     assert code is not None
-    await ctx.services.require_oauth().provide_authorization(ctx.participant, request_id, code)
+    await ctx.services.oauth.provide_authorization(ctx.participant, request_id, code)
     return {}
 
 
@@ -76,7 +76,7 @@ async def provide_oauth_authorization(ctx: Context, data: dict[str, Any]) -> dic
 async def reject_oauth_authorization(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     request_id = _str(data, "request_id")
     assert request_id is not None
-    await ctx.services.require_oauth().reject_authorization(ctx.participant, request_id, _opt_str(data, "error"))
+    await ctx.services.oauth.reject_authorization(ctx.participant, request_id, _opt_str(data, "error"))
     return {}
 
 
@@ -87,7 +87,7 @@ async def reject_oauth_authorization(ctx: Context, data: dict[str, Any]) -> dict
 async def request_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     url = _str(data, "url")
     assert url is not None
-    provided = await ctx.services.require_secret_requests().request(
+    provided = await ctx.services.secret_requests.request(
         ctx.participant, url=url, type=_opt_str(data, "type"), from_participant_id=_participant_id(data),
         timeout=_timeout(data), delegate_to=_opt_str(data, "delegate_to"),
     )
@@ -99,7 +99,7 @@ async def provide_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     request_id = _str(data, "request_id")
     assert request_id is not None
     if data.get("error"):
-        ctx.services.require_secret_requests().reject(ctx.participant, request_id, _opt_str(data, "error"))
+        ctx.services.secret_requests.reject(ctx.participant, request_id, _opt_str(data, "error"))
         return {}
     sources = [k for k in ("value", "text") if data.get(k) is not None]
     if len(sources) != 1:
@@ -112,7 +112,7 @@ async def provide_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         decoded = codec.unb64(data["value"], "value", limit=ctx.services.secrets.max_value_size + 1)
         assert decoded is not None
         value = decoded
-    ctx.services.require_secret_requests().provide(ctx.participant, request_id, value)
+    ctx.services.secret_requests.provide(ctx.participant, request_id, value)
     return {}
 
 
@@ -120,7 +120,7 @@ async def provide_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 async def reject_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     request_id = _str(data, "request_id")
     assert request_id is not None
-    ctx.services.require_secret_requests().reject(ctx.participant, request_id, _opt_str(data, "error"))
+    ctx.services.secret_requests.reject(ctx.participant, request_id, _opt_str(data, "error"))
     return {}
 
 
@@ -128,7 +128,7 @@ async def reject_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 async def delete_requested_secret(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     url = _str(data, "url")
     assert url is not None
-    record = await ctx.services.require_secret_requests().delete_requested(
+    record = await ctx.services.secret_requests.delete_requested(
         ctx.participant.principal, ctx.room, url=url, type=_opt_str(data, "type"),
         delegated_to=_opt_str(data, "delegated_to"),
     )
