@@ -4,10 +4,9 @@ and wires every layer together."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import WSCloseCode, web
@@ -17,21 +16,27 @@ from roomsvc.config import Settings, environment
 from roomsvc.connectors import load_connectors
 from roomsvc.crypto.envelope import EnvelopeCipher
 from roomsvc.crypto.keyring import KeyringService
-from roomsvc.crypto.keys import KeySources, LoadedKeys, keyring_from_api_key, load_keys
-from roomsvc.crypto.tokens import TokenVerifier, mint
+from roomsvc.crypto.api_keys import api_key_room_token
+from roomsvc.crypto.keys import KeySources, LoadedKeys, load_keys
+from roomsvc.crypto.tokens import TokenVerifier
 from roomsvc.domain.audit import Auditor
 from roomsvc.domain.headers import HeaderService
 from roomsvc.domain.housekeeping import HOUSEKEEPING_IDENTITY, AuditPruner, FlowPurger
+from roomsvc.domain.key_admin import KeyAdministration
+from roomsvc.domain.oauth_clients import ClientSecrets
 from roomsvc.domain.oauth_connectors import ConnectorSpec
+from roomsvc.domain.oauth_consent import ConsentFlows
 from roomsvc.domain.oauth_refresh import LocalLocks
 from roomsvc.domain.oauth_registry import ConnectorRegistry
 from roomsvc.domain.oauth_service import OAuthPolicy, OAuthService
-from roomsvc.domain.principal import Principal, build_claims, principal_from_claims
+from roomsvc.domain.oauth_tokens import OAuthCredentials
+from roomsvc.domain.principal import Principal, principal_from_claims
 from roomsvc.domain.project_secrets import ProjectSecretService
 from roomsvc.domain.ratelimit import FLOWS, MESSAGES, SECRET_OPS, Rate, RateLimiter
 from roomsvc.domain.revocation import TokenService
 from roomsvc.domain.rooms import RoomService
 from roomsvc.domain.secret_requests import SecretRequestService
+from roomsvc.domain.secret_writes import SecretWriter
 from roomsvc.domain.secrets import SecretService
 from roomsvc.domain.services import Services
 from roomsvc.errors import InvalidRequest, NotFound, Unauthenticated
@@ -40,6 +45,7 @@ from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
 from roomsvc.storage.sqlite.store import SqliteStore, database_exists
 from roomsvc.transport.http.keys import CONNECTIONS, METRICS, READY, SERVICES
 from roomsvc.transport.http.middleware import AccessLogger, errors_middleware
+from roomsvc.transport.http.oauth_api import OAuthLinks
 from roomsvc.transport.http.routes import add_routes
 from roomsvc.transport.metrics import Metrics
 from roomsvc.transport.ws.connection import Connection
@@ -121,58 +127,61 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
     def public_url() -> str:
         return settings.public_url(runtime_ref[0].bound_port if runtime_ref else None)
 
-    ws = settings.websocket
-    limiter = rate_limiter(settings, clock)
-
-    def secret_service(limiter: RateLimiter | None) -> SecretService:
-        return SecretService(
-            store=store, cipher=cipher, auditor=auditor, clock=clock, limiter=limiter,
-            max_value_size=settings.secrets.max_value_size, max_versions=settings.secrets.max_versions,
-            leeway=settings.tokens.leeway,
-        )
-
-    # callers' own secret operations spend their rate limit here; services that act for a
-    # caller who has already paid (header resolution, OAuth credential writes, storing a
-    # provided secret) use ``internal``, so one call is counted once and the server's own
-    # writes never fail for someone else's budget
-    secrets, internal = secret_service(limiter), secret_service(None)
-    services = Services(
-        rooms=RoomService(
-            rooms=store, clock=clock, auto_create=settings.rooms.auto_create,
-            max_participants=settings.rooms.max_participants,
-            max_connections_per_identity=ws.max_connections_per_identity, limiter=limiter,
-            max_attributes=settings.rooms.max_attributes, max_attributes_size=settings.rooms.max_attributes_size,
-        ),
-        secrets=secrets,
-        project_secrets=ProjectSecretService(
-            store=store, cipher=cipher, auditor=auditor, clock=clock, max_value_size=settings.secrets.max_value_size
-        ),
-        keys=keyring,
-        auditor=auditor,
-        authenticate=authenticate,
-        backup=lambda name: store.backup(name, directory=settings.backup_dir),
-        public_url=public_url,
-        headers=HeaderService(secrets=internal, limiter=limiter, auditor=auditor),
-        tokens=tokens,
-    )
     provider = AiohttpOAuthProvider(
         connect_timeout=settings.oauth.http_connect_timeout, timeout=settings.oauth.http_timeout,
         max_response_size=settings.oauth.max_response_size,
     )
-    services = _with_oauth(settings, services, store, cipher, clock, provider, connectors, internal, limiter)
+    services = _services(
+        settings, store=store, cipher=cipher, keyring=keyring, auditor=auditor, tokens=tokens, clock=clock,
+        provider=provider, connectors=connectors, authenticate=authenticate, public_url=public_url,
+    )
     runtime = Runtime(settings=settings, store=store, services=services, keys=keys, verifier=verifier)
-    _add_housekeeping(runtime, store, auditor, clock)
+    _add_housekeeping(runtime, store, clock)
     runtime.closers.append(provider.close)
     runtime_ref.append(runtime)
     return runtime
 
 
-def _with_oauth(
-    settings: Settings, services: Services, store: SqliteStore, cipher: EnvelopeCipher, clock: Clock,
-    provider: AiohttpOAuthProvider, connectors: list[ConnectorSpec], internal: SecretService, limiter: RateLimiter,
+def _services(
+    settings: Settings, *, store: SqliteStore, cipher: EnvelopeCipher, keyring: KeyringService, auditor: Auditor,
+    tokens: TokenService, clock: Clock, provider: AiohttpOAuthProvider, connectors: list[ConnectorSpec],
+    authenticate: Callable[[str], Principal], public_url: Callable[[], str],
 ) -> Services:
-    """Add the OAuth and secret-request services (issue 4) to the wired services."""
-    o, insecure = settings.oauth, settings.server.allow_insecure_loopback
+    """Every service, each built once from what it needs, in dependency order.
+
+    The one subtle join is between the vault and OAuth: reading an OAuth credential
+    refreshes it and deleting one revokes its grant, while OAuth writes credentials into
+    the vault. Both write through one :class:`SecretWriter`, so the order is: writer ->
+    OAuth credentials (vault, refresher, hooks) -> SecretService -> the services above it.
+    """
+    ws, o, insecure = settings.websocket, settings.oauth, settings.server.allow_insecure_loopback
+    limiter = rate_limiter(settings, clock)
+    rooms = RoomService(
+        rooms=store, clock=clock, auto_create=settings.rooms.auto_create, max_participants=settings.rooms.max_participants,
+        max_connections_per_identity=ws.max_connections_per_identity, limiter=limiter,
+        max_attributes=settings.rooms.max_attributes, max_attributes_size=settings.rooms.max_attributes_size,
+    )
+    project_secrets = ProjectSecretService(
+        store=store, cipher=cipher, auditor=auditor, clock=clock, max_value_size=settings.secrets.max_value_size
+    )
+    writer = SecretWriter(
+        store=store, cipher=cipher, auditor=auditor, clock=clock, max_value_size=settings.secrets.max_value_size,
+        max_versions=settings.secrets.max_versions,
+    )
+    registry = ConnectorRegistry(connectors, provider=provider, clock=clock, discovery_ttl=o.discovery_ttl, insecure_ok=insecure)
+    credentials = OAuthCredentials(
+        store=store, cipher=cipher, writer=writer, provider=provider, lock=LocalLocks(), rooms=rooms, auditor=auditor,
+        clock=clock, refresh_margin=o.refresh_margin, assumed_token_lifetime=o.assumed_token_lifetime,
+        refresh_retries=o.refresh_retries, refresh_backoff=o.refresh_backoff,
+        clients=ClientSecrets(registry, lambda secret_id, service: project_secrets.resolve_keys(secret_id, service=service)),
+    )
+    # callers' own secret operations are charged to their rate limit here; services that
+    # act for a caller who has already been charged use ``uncharged`` (one call counts once)
+    secrets = SecretService(
+        store=store, writer=writer, cipher=cipher, auditor=auditor, clock=clock, oauth=credentials,
+        leeway=settings.tokens.leeway, limiter=limiter,
+    )
+    uncharged = secrets.uncharged()
     policy = OAuthPolicy(
         inline_endpoints=o.inline_endpoints, refresh_margin=o.refresh_margin,
         assumed_token_lifetime=o.assumed_token_lifetime, state_ttl=o.state_ttl, flow_timeout=o.flow_timeout,
@@ -180,23 +189,37 @@ def _with_oauth(
         max_pending_per_identity=o.max_pending_per_identity,
         refresh_retries=o.refresh_retries, refresh_backoff=o.refresh_backoff, insecure_ok=insecure,
     )
-    oauth = OAuthService(
-        rooms=services.rooms, secrets=internal, store=store, cipher=cipher, flows=SqliteFlowStore(store), limiter=limiter,
-        provider=provider, lock=LocalLocks(), auditor=services.auditor, clock=clock, public_url=services.public_url,
-        registry=ConnectorRegistry(connectors, provider=provider, clock=clock, discovery_ttl=o.discovery_ttl, insecure_ok=insecure),
-        policy=policy,
-        project_keys=lambda secret_id, service: services.project_secrets.resolve_keys(secret_id, service=service),
-    )
-    services.secrets.attach_oauth(oauth)
-    internal.attach_oauth(oauth)
-    if services.headers is not None:
-        services.headers.set_access_tokens(oauth)
-    requests = SecretRequestService(
-        rooms=services.rooms, secrets=internal, auditor=services.auditor, default_timeout=o.flow_timeout,
-        max_timeout=o.max_flow_timeout, min_timeout=o.min_flow_timeout, max_pending_per_identity=o.max_pending_per_identity,
+    consent = ConsentFlows(
+        rooms=rooms, cipher=cipher, flows=SqliteFlowStore(store), provider=provider, vault=credentials.vault,
+        clients=credentials.clients, auditor=auditor, clock=clock, links=OAuthLinks(public_url), policy=policy,
         limiter=limiter,
     )
-    return replace(services, oauth=oauth, secret_requests=requests)
+    return Services(
+        rooms=rooms,
+        secrets=secrets,
+        project_secrets=project_secrets,
+        key_admin=KeyAdministration(
+            keyring=keyring, auditor=auditor, backup=lambda name: store.backup(name, directory=settings.backup_dir)
+        ),
+        auditor=auditor,
+        authenticate=authenticate,
+        public_url=public_url,
+        headers=HeaderService(secrets=uncharged, tokens=credentials, limiter=limiter, auditor=auditor),
+        oauth=OAuthService(
+            rooms=rooms, secrets=uncharged, credentials=credentials, consent=consent, registry=registry,
+            auditor=auditor, policy=policy, limiter=limiter,
+        ),
+        secret_requests=SecretRequestService(
+            rooms=rooms, secrets=uncharged, auditor=auditor, default_timeout=o.flow_timeout,
+            max_timeout=o.max_flow_timeout, min_timeout=o.min_flow_timeout,
+            max_pending_per_identity=o.max_pending_per_identity, limiter=limiter,
+        ),
+        audit_pruner=AuditPruner(
+            repo=store, auditor=auditor, clock=clock, retention=settings.secrets.audit_retention,
+            batch=settings.secrets.audit_prune_batch,
+        ),
+        tokens=tokens,
+    )
 
 
 def rate_limiter(settings: Settings, clock: Clock) -> RateLimiter:
@@ -211,13 +234,10 @@ def rate_limiter(settings: Settings, clock: Clock) -> RateLimiter:
     )
 
 
-def _add_housekeeping(runtime: Runtime, store: SqliteStore, auditor: Auditor, clock: Clock) -> None:
-    """The audit pruner (also behind ``roomsvc audit prune``) and the timed jobs."""
+def _add_housekeeping(runtime: Runtime, store: SqliteStore, clock: Clock) -> None:
+    """The timed jobs: the OAuth flow purge and the audit prune (also ``roomsvc audit prune``)."""
     s = runtime.settings
-    pruner = AuditPruner(
-        repo=store, auditor=auditor, clock=clock, retention=s.secrets.audit_retention, batch=s.secrets.audit_prune_batch
-    )
-    runtime.services = replace(runtime.services, audit_pruner=pruner)
+    pruner = runtime.services.audit_pruner
     purger = FlowPurger(
         flows=SqliteFlowStore(store), clock=clock, grace=s.oauth.flow_purge_grace,
         # a code exchange that began before the deadline: token request, then userinfo
@@ -258,14 +278,18 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
         app.router.add_get(path, Endpoint(codec, runtime.services, runtime.settings.websocket, metrics, connections))
     app.router.add_post(
         "/accounts/projects/{project_id}/rooms/{room}/connect",
-        RoomConnectHandler(lambda key, project, room: api_key_room_token(runtime, key, project, room), runtime.services.public_url),
+        RoomConnectHandler(
+            lambda key, project, room: api_key_room_token(
+                runtime.keys.signing, key, project, room, issued_at=int(time.time()), ttl=settings.tokens.default_ttl
+            ),
+            runtime.services.public_url,
+        ),
     )
     if extra is not None:
         extra(app, runtime)
     services = runtime.services
-    if services.tokens is not None:
-        # a revocation closes the open sockets it concerns at once (both protocols)
-        services.tokens.on_revoke(lambda _: close_revoked(services, connections))
+    # a revocation closes the open sockets it concerns at once (both protocols)
+    services.tokens.on_revoke(lambda _: close_revoked(services, connections))
 
     async def close_connections(app: web.Application) -> None:
         app[READY]["ready"] = False
@@ -309,33 +333,3 @@ async def start_site(app: web.Application, runtime: Runtime) -> web.AppRunner:
     addresses = runner.addresses
     runtime.bound_port = addresses[0][1] if addresses else settings.server.port
     return runner
-
-
-def api_key_room_token(runtime: Runtime, api_key: str, project_id: str, room: str) -> str:
-    """A room token for the holder of this server's API key (``roomsvc apikey``).
-
-    Serves the MeshAgent CLI's connect call. The key can mint any token itself, so the
-    token gets identity ``operator`` with the ``secrets``, ``admin`` and ``messaging``
-    sections (``--for-identity`` works).
-
-    Raises:
-        Unauthenticated: not an API key of this server's signing keyring.
-        NotFound: the path names another project.
-    """
-    signing = runtime.keys.signing
-    try:
-        presented = keyring_from_api_key(api_key)
-    except InvalidRequest:
-        raise Unauthenticated("the Bearer token is not an API key (ma-...) of this server") from None
-    key = signing.find(presented.primary.kid)
-    if key is None or presented.project_id != signing.project_id or not hmac.compare_digest(key.secret, presented.primary.secret):
-        raise Unauthenticated("the Bearer token is not an API key (ma-...) of this server")
-    if project_id != signing.project_id:
-        # the caller holds the key, which encodes the project id anyway: name it
-        raise NotFound(f"no project {project_id[:64]!r} here; this server's project id is {signing.project_id}")
-    tokens = runtime.settings.tokens
-    claims = build_claims(
-        identity="operator", room=room, api={"secrets": {}, "admin": {}, "messaging": {}},
-        issued_at=int(time.time()), ttl=tokens.default_ttl, subject=signing.project_id,
-    )
-    return mint(signing, claims, key=key)

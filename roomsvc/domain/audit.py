@@ -6,18 +6,18 @@ fails. The store commits lines in groups (one fsync for many requests).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from roomsvc.clock import Clock
 from roomsvc.domain.ports import AuditRecord, AuditRepository
 from roomsvc.domain.principal import Principal
 
-if TYPE_CHECKING:
-    from roomsvc.domain.secrets import Address
 
+class Place(Protocol):
+    """Where an audited operation happened; read only, and any part may be unknown.
 
-class _Place(Protocol):
-    """Where an audited operation happened; read only, and any part may be unknown."""
+    Any value with these attributes will do (a secret's address or record, a flow's
+    place): the auditor knows no service, so every service can use it without a cycle."""
 
     @property
     def room(self) -> str | None: ...
@@ -35,7 +35,7 @@ class Auditor:
         self._clock = clock
 
     def line(
-        self, caller: Principal | str, place: "Address | _Place | None", action: str, channel: str, outcome: str, detail: str = ""
+        self, caller: Principal | str, place: Place | None, action: str, channel: str, outcome: str, detail: str = ""
     ) -> AuditRecord:
         actor = caller.identity if isinstance(caller, Principal) else caller
         # a denial is recorded before what the caller sent is validated: keep it short,
@@ -53,7 +53,7 @@ class Auditor:
         )
 
     async def record(
-        self, caller: Principal | str, place: "Address | _Place | None", action: str, channel: str, outcome: str, detail: str = ""
+        self, caller: Principal | str, place: Place | None, action: str, channel: str, outcome: str, detail: str = ""
     ) -> None:
         await self._repo.append([self.line(caller, place, action, channel, outcome, detail)])
 

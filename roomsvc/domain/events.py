@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from roomsvc.ids import Identity, ParticipantId
@@ -54,14 +54,77 @@ class CallReceived:
     body: Any
 
 
+# -- notices: addressed to one participant, rendered by each protocol ---------------------------
+#
+# Each is a plain value; the wire names and shapes are the transports' (the native codec's
+# ``event_frame``, MeshAgent's ``notices.notice_push``).
+
+
 @dataclass(frozen=True)
-class Notice:
-    """A server notice addressed to one participant (e.g. a secret or consent request)."""
+class SecretRequested:
+    """Another participant asks this one for a plain secret (it answers with provide or reject)."""
 
-    kind: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-    #: bytes that travel with the notice (never logged)
-    attachment: bytes | None = None
+    request_id: str
+    url: str
+    type: str
+    #: the participant asked (the recipient)
+    participant_id: ParticipantId
+    timeout: float
+    delegate_to: Identity | None
+    requester: ParticipantInfo
+    #: who will hold the value, and who may use it
+    owner: Identity
+    usable_by: tuple[str, ...]
 
+
+@dataclass(frozen=True)
+class OAuthConsentRequested:
+    """Another participant asks this one to consent to an OAuth client.
+
+    Exactly one of two ways to answer is set: ``start_url``, roomsvc's one-time link for a
+    person to open (participants that do not run their own redirect), or ``by_app``: the
+    participant's app runs the redirect to ``redirect_uri`` with ``challenge`` (PKCE S256,
+    None without PKCE) and answers with the code."""
+
+    request_id: str
+    connector: str | None
+    #: the client as a consenting app may see it (never the client secret)
+    oauth: Mapping[str, Any]
+    participant_id: ParticipantId
+    timeout: float
+    delegate_to: Identity | None
+    redirect_uri: str
+    requester: ParticipantInfo
+    expires_at: float
+    #: who will own the credential, and who may use it: shown to the person before consenting
+    owner: Identity
+    usable_by: tuple[str, ...]
+    start_url: str | None = None
+    challenge: str | None = None
+
+    @property
+    def by_app(self) -> bool:
+        return self.start_url is None
+
+
+@dataclass(frozen=True)
+class RequestEnded:
+    """A secret or OAuth request addressed to this participant ended (``outcome``)."""
+
+    request_id: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class CredentialNeedsReauth:
+    """An OAuth credential of this participant's identity can no longer be refreshed."""
+
+    id: str
+    connector: str | None
+    subject: str
+    reason: str
+
+
+Notice = SecretRequested | OAuthConsentRequested | RequestEnded | CredentialNeedsReauth
 
 RoomEvent = ParticipantJoined | ParticipantLeft | ParticipantUpdated | MessageReceived | CallReceived | Notice

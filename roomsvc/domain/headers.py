@@ -77,7 +77,7 @@ class _Place:
 
 class HeaderService:
     def __init__(
-        self, *, secrets: SecretService, tokens: AccessTokens | None = None, limiter: RateLimiter | None = None,
+        self, *, secrets: SecretService, tokens: AccessTokens, limiter: RateLimiter | None = None,
         auditor: Auditor | None = None,
     ) -> None:
         self._secrets = secrets
@@ -85,9 +85,6 @@ class HeaderService:
         self._tokens = tokens
         #: records destination refusals (None only in unit tests; the refusal happens anyway)
         self._audit = auditor
-
-    def set_access_tokens(self, tokens: AccessTokens) -> None:
-        self._tokens = tokens
 
     async def resolve(
         self,
@@ -204,7 +201,7 @@ class HeaderService:
         raise NotFound(f"secret for placeholder {{{key}}} not found (use a secret id or name, or owner/id)")
 
     async def _value(self, caller: Principal, key: str, record: SecretRecord, value: SecretBytes, channel: str) -> _Value:
-        if record.kind == KIND_OAUTH and self._tokens is not None:
+        if record.kind == KIND_OAUTH:
             fresh = await self._tokens.fresh_access_token(caller, record, channel=channel)
             return _Value(fresh.access_token, record, fresh.expires_at, fresh.allowed_hosts)
         try:

@@ -1,15 +1,21 @@
 """Asking a participant to consent, and finishing the flow it starts.
 
-How the participant asked (P) answers depends on its protocol:
+How the participant asked (P) answers depends on its capabilities, set by its transport
+when it joined (:class:`~roomsvc.domain.rooms.Capabilities`):
 
-* native participants get a **start link** (``{public_url}/oauth/start?t=...``) in a
-  ``secrets.request_oauth_token`` notice; opening it binds the browser with a cookie and
-  sends it to the provider; roomsvc's ``/oauth/callback`` checks the state, the browser
-  binding and ``iss``, exchanges the code once and stores the credential;
-* other protocols (the MeshAgent way) get the request and the PKCE challenge; their app
-  runs the redirect with the request's ``redirect_uri`` and answers with
-  :meth:`ConsentFlows.provide_authorization` (the code) or
+* a participant that does not run its own redirect gets a **start link**
+  (:meth:`Links.start_url <roomsvc.domain.oauth_ports.Links.start_url>`) in an
+  :class:`~roomsvc.domain.events.OAuthConsentRequested` notice; opening it binds the
+  browser with a cookie and sends it to the provider; roomsvc's callback
+  (:meth:`Links.callback_url <roomsvc.domain.oauth_ports.Links.callback_url>`) checks the
+  state, the browser binding and ``iss``, exchanges the code once and stores the credential;
+* one that runs its own redirect (the MeshAgent way) gets the request and the PKCE
+  challenge; its app runs the redirect with the request's ``redirect_uri`` and answers
+  with :meth:`ConsentFlows.provide_authorization` (the code) or
   :meth:`ConsentFlows.reject_authorization`. The verifier never leaves roomsvc.
+
+Where the links point is the composition root's business (a :class:`Links` port built
+from the public URL); how a notice looks on the wire is each protocol's.
 
 The requester waits in memory, on the node that took its request, until the flow
 completes, is rejected, fails or times out. The flow itself lives in storage, where
@@ -23,11 +29,11 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NoReturn
+from typing import Any, Mapping, NoReturn
 
 from roomsvc.clock import Clock
 from roomsvc.domain.audit import Auditor
-from roomsvc.domain.events import Notice
+from roomsvc.domain.events import OAuthConsentRequested, RequestEnded
 from roomsvc.domain.oauth_clients import ClientSecrets
 from roomsvc.domain.oauth_connectors import ClientConfig, check_endpoint
 from roomsvc.domain.oauth_credentials import ACTIVE, OAuthCredential, TokenGrant, TokenResponse, expiry
@@ -47,7 +53,7 @@ from roomsvc.domain.oauth_flows import (
     same_secret,
     verifier_aad,
 )
-from roomsvc.domain.oauth_ports import ClientAuth, FlowRepository, OAuthProvider
+from roomsvc.domain.oauth_ports import ClientAuth, FlowRepository, Links, OAuthProvider
 from roomsvc.domain.oauth_refresh import SYSTEM_IDENTITY, CredentialVault, StoredCredential
 from roomsvc.domain.ports import Cipher
 from roomsvc.domain.ratelimit import FLOWS, RateLimiter
@@ -65,14 +71,10 @@ from roomsvc.errors import (
     RoomsvcError,
     Timeout,
 )
-from roomsvc.ids import Identity, RoomName, SecretId
+from roomsvc.ids import Identity, ParticipantId, RoomName, SecretId
 
 log = logging.getLogger("roomsvc.oauth")
 
-CALLBACK_PATH = "/oauth/callback"
-START_PATH = "/oauth/start"
-NOTICE_REQUEST = "secrets.request_oauth_token"
-NOTICE_ENDED = "secrets.request_ended"
 _ERROR_CODE = re.compile(r"[a-z_]{1,64}")
 #: finished flows are deleted this long after their deadline
 PURGE_AFTER = 86400.0
@@ -114,7 +116,7 @@ class ConsentFlows:
         clients: ClientSecrets,
         auditor: Auditor,
         clock: Clock,
-        public_url: Callable[[], str],
+        links: Links,
         policy: OAuthPolicy,
         limiter: RateLimiter | None = None,
     ) -> None:
@@ -127,7 +129,7 @@ class ConsentFlows:
         self._clients = clients
         self._audit = auditor
         self._clock = clock
-        self._public_url = public_url
+        self._links = links
         self.policy = policy
         self._waiters: dict[str, _Waiter] = {}
         #: exchanges in progress, kept referenced until they end (see _exchange_to_the_end)
@@ -148,7 +150,7 @@ class ConsentFlows:
         identity = requester.identity
         if sum(1 for w in self._waiters.values() if w.requester == identity) >= self.policy.max_pending_per_identity:
             raise Overloaded(f"{identity!r} already waits for {self.policy.max_pending_per_identity} OAuth consents")
-        mode = MODE_LINK if target.protocol == "native" else MODE_APP
+        mode = MODE_APP if target.capabilities.runs_own_redirect else MODE_LINK
         now = self._clock.now()
         flow_id, ticket, verifier = new_secret(18), new_secret(), new_verifier()
         flow = Flow(
@@ -164,7 +166,7 @@ class ConsentFlows:
         waiter = _Waiter(asyncio.get_running_loop().create_future(), identity)
         self._waiters[flow_id] = waiter
         try:
-            self._rooms.notify(target, Notice(NOTICE_REQUEST, self._notice(flow, client, requester, ticket, verifier, wait)))
+            self._rooms.notify(target, self._notice(flow, client, requester, ticket, verifier, wait))
             await self._audit.record(requester.principal, addr, "oauth_request", "oauth", "pending", f"asked {target.identity}")
             return await asyncio.wait_for(waiter.future, wait)
         except asyncio.TimeoutError:
@@ -183,8 +185,7 @@ class ConsentFlows:
     def _redirect(self, mode: str, requested: str | None) -> str:
         if mode == MODE_LINK:
             # never a URI from the request: roomsvc's own callback
-            url = self._public_url().rstrip("/") + CALLBACK_PATH
-            return check_endpoint(url, "server.public_url", insecure_ok=self.policy.insecure_ok)
+            return check_endpoint(self._links.callback_url(), "server.public_url", insecure_ok=self.policy.insecure_ok)
         if not requested:
             raise InvalidRequest("the participant asked runs the redirect in its own app: give 'redirect_uri'")
         if len(requested) > 2048 or not requested.isprintable() or " " in requested or "://" not in requested or "#" in requested:
@@ -193,28 +194,17 @@ class ConsentFlows:
 
     def _notice(
         self, flow: Flow, client: ClientConfig, requester: Participant, ticket: str, verifier: str, wait: float
-    ) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "request_id": flow.id,
-            "request": {
-                "connector": client.connector or None,
-                "oauth": client.public_view(),
-                "participant_id": flow.consenter_participant,
-                "timeout": wait,
-                "delegate_to": flow.delegate_to,
-                "redirect_uri": flow.redirect_uri,
-            },
-            "from": requester.info().as_dict(),
-            "expires_at": flow.expires_at,
-            # who will own the credential, and who may use it: shown to the person before consenting
-            "owner": flow.owner,
-            "usable_by": usable_by(flow),
-        }
-        if flow.mode == MODE_LINK:
-            data["start_url"] = f"{self._public_url().rstrip('/')}{START_PATH}?t={ticket}"
-        else:
-            data["challenge"] = self._provider.s256_challenge(verifier) if client.pkce else None
-        return data
+    ) -> OAuthConsentRequested:
+        by_link = flow.mode == MODE_LINK
+        return OAuthConsentRequested(
+            request_id=flow.id, connector=client.connector or None, oauth=client.public_view(),
+            participant_id=ParticipantId(flow.consenter_participant), timeout=wait,
+            delegate_to=Identity(flow.delegate_to) if flow.delegate_to else None, redirect_uri=flow.redirect_uri,
+            requester=requester.info(), expires_at=flow.expires_at, owner=Identity(flow.owner),
+            usable_by=tuple(usable_by(flow)),
+            start_url=self._links.start_url(ticket) if by_link else None,
+            challenge=None if by_link or not client.pkce else self._provider.s256_challenge(verifier),
+        )
 
     # -- roomsvc's own redirect: start link and callback ------------------------------------------
 
@@ -468,7 +458,7 @@ class ConsentFlows:
                 waiter.future.set_exception(failure or Timeout("the OAuth request ended"))
         consenter = self._present(flow)
         if consenter is not None:
-            self._rooms.notify(consenter, Notice(NOTICE_ENDED, {"request_id": flow.id, "outcome": status.value}))
+            self._rooms.notify(consenter, RequestEnded(flow.id, status.value))
         await self._audit.record(SYSTEM_IDENTITY, flow_address(flow), "oauth_flow", "oauth", status.value, reason)
         return True
 

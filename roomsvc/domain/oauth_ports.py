@@ -108,3 +108,14 @@ class FlowRepository(Protocol):
 class KeyedLock(Protocol):
     def hold(self, key: str) -> AbstractAsyncContextManager[None]:
         """Exclusive per key: one holder at a time, waiters queue."""
+
+
+class Links(Protocol):
+    """The links roomsvc hands out for its own OAuth redirect. Built by the composition
+    root from the public URL and the HTTP routes, so the domain knows no path."""
+
+    def start_url(self, ticket: str) -> str:
+        """The one-time start link a person opens to consent."""
+
+    def callback_url(self) -> str:
+        """The redirect URI registered with providers: where they send the person back."""

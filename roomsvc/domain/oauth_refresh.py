@@ -1,8 +1,12 @@
 """Stored OAuth credentials: raw access for the OAuth service, and a refresh that cannot race.
 
 :class:`CredentialVault` is the only code that reads a credential's full value (refresh
-token included); it writes through :meth:`SecretService.set` with ``kind="oauth"`` and a
-compare-and-swap on the version, so every change is versioned and audited.
+token included); it writes through :class:`~roomsvc.domain.secret_writes.SecretWriter`
+(the write path :class:`~roomsvc.domain.secrets.SecretService` uses too) with
+``kind="oauth"`` and a compare-and-swap on the version, so every change is versioned
+and audited. It decides nothing: its callers (the OAuth service, the refresher) act
+only on addresses the policy already allowed. Not needing ``SecretService`` is what
+lets the OAuth hooks be built before it.
 
 :class:`Refresher` makes sure one credential is refreshed by one caller at a time:
 
@@ -37,7 +41,7 @@ from roomsvc.domain.oauth_credentials import (
 from roomsvc.domain.oauth_ports import ClientAuth, KeyedLock, OAuthProvider
 from roomsvc.domain.ports import Cipher, SecretRepository
 from roomsvc.domain.principal import Principal
-from roomsvc.domain.secrets import KIND_OAUTH, Address, SecretService, secret_aad
+from roomsvc.domain.secret_writes import KIND_OAUTH, Address, SecretWriter, secret_aad
 from roomsvc.errors import Conflict, NotFound, OAuthError, ProviderUnavailable, ReauthRequired
 from roomsvc.ids import Identity, RoomName, SecretId
 
@@ -80,10 +84,10 @@ class LocalLocks:
 
 
 class CredentialVault:
-    def __init__(self, *, store: SecretRepository, cipher: Cipher, secrets: SecretService) -> None:
+    def __init__(self, *, store: SecretRepository, cipher: Cipher, writer: SecretWriter) -> None:
         self._store = store
         self._cipher = cipher
-        self._secrets = secrets
+        self._writer = writer
 
     async def load(self, addr: Address) -> StoredCredential | None:
         """The credential at ``addr``, or None (also when the id holds a plain secret).
@@ -111,10 +115,9 @@ class CredentialVault:
         Raises:
             Conflict: someone wrote first (or a plain secret holds the id).
         """
-        record = await self._secrets.set(
-            system_principal(addr.room), addr.room, secret_id=addr.id, value=credential.to_bytes(),
-            type=CREDENTIAL_TYPE, name=credential.connector or addr.id, for_identity=addr.owner,
-            delegated_to=addr.delegated_to, expected_version=expected_version, channel="oauth", kind=KIND_OAUTH,
+        record = await self._writer.write(
+            system_principal(addr.room), addr, credential.to_bytes(), type=CREDENTIAL_TYPE,
+            name=credential.connector or addr.id, kind=KIND_OAUTH, expected_version=expected_version, channel="oauth",
         )
         return StoredCredential(addr, record.version, credential)
 

@@ -10,20 +10,16 @@ never write into a third identity's namespace. Who may do what is
 :mod:`roomsvc.domain.policy`'s decision; refreshes are single-flight
 (:mod:`roomsvc.domain.oauth_refresh`).
 
-This service also fills three hooks: :class:`~roomsvc.domain.secrets.OAuthHooks`
-(reading a credential gives its access token; deleting it revokes the grant) and the
-``AccessTokens`` port of header injection. See docs/oauth.md.
+The stored credentials (vault, refresher, the hooks the vault and header injection
+use) are :class:`~roomsvc.domain.oauth_tokens.OAuthCredentials`, built before this
+service and before :class:`~roomsvc.domain.secrets.SecretService`. See docs/oauth.md.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-from roomsvc.clock import Clock
 from roomsvc.domain.audit import Auditor
-from roomsvc.domain.events import Notice
-from roomsvc.domain.oauth_clients import ClientSecrets, ProjectSecretResolver
 from roomsvc.domain.oauth_connectors import (
     ClientConfig,
     check_grant,
@@ -34,24 +30,19 @@ from roomsvc.domain.oauth_connectors import (
     parse_scopes,
 )
 from roomsvc.domain.oauth_consent import ConsentFlows, OAuthPolicy
-from roomsvc.domain.oauth_credentials import ACTIVE, OAuthCredential, TokenGrant, backoff_delays
+from roomsvc.domain.oauth_credentials import ACTIVE, TokenGrant
 from roomsvc.domain.oauth_flows import BrowserStart, CallbackResult, StartPage
-from roomsvc.domain.oauth_ports import FlowRepository, KeyedLock, OAuthProvider
-from roomsvc.domain.oauth_refresh import SYSTEM_IDENTITY, CredentialVault, Refresher, StoredCredential
+from roomsvc.domain.oauth_refresh import StoredCredential
 from roomsvc.domain.oauth_registry import ConnectorRegistry
+from roomsvc.domain.oauth_tokens import OAuthCredentials
 from roomsvc.domain.policy import Action
 from roomsvc.domain.policy import Address as PolicyAddress
-from roomsvc.domain.ports import Cipher, SecretRecord, SecretRepository
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.ratelimit import SECRET_OPS, RateLimiter
 from roomsvc.domain.rooms import Participant, RoomService
 from roomsvc.domain.secrets import Address, SecretService
-from roomsvc.errors import InvalidRequest, ReauthRequired, RoomsvcError
-from roomsvc.ids import RoomName, SecretBytes, SecretId, parse_identity
-
-log = logging.getLogger("roomsvc.oauth")
-
-NOTICE_REAUTH = "secrets.oauth_reauth_required"
+from roomsvc.errors import InvalidRequest, ReauthRequired
+from roomsvc.ids import RoomName, SecretId, parse_identity
 
 __all__ = ["OAuthPolicy", "OAuthService", "TokenGrant"]
 
@@ -62,38 +53,23 @@ class OAuthService:
         *,
         rooms: RoomService,
         secrets: SecretService,
-        store: SecretRepository,
-        cipher: Cipher,
-        flows: FlowRepository,
-        provider: OAuthProvider,
+        credentials: OAuthCredentials,
+        consent: ConsentFlows,
         registry: ConnectorRegistry,
-        lock: KeyedLock,
         auditor: Auditor,
-        clock: Clock,
-        public_url: Callable[[], str],
         policy: OAuthPolicy,
-        project_keys: ProjectSecretResolver | None = None,
         limiter: RateLimiter | None = None,
     ) -> None:
         self._limiter = limiter or RateLimiter.off()
         self._rooms = rooms
-        self._provider = provider
         self.registry = registry
         self._audit = auditor
         self.policy = policy
+        #: checks and decisions only (the policy's): credentials are written by the vault
         self._secrets = secrets
-        self._vault = CredentialVault(store=store, cipher=cipher, secrets=secrets)
-        self._clients = ClientSecrets(registry, project_keys)
-        self.refresher = Refresher(
-            vault=self._vault, provider=provider, lock=lock, clock=clock, client_auth=self._clients.for_credential,
-            on_reauth=self._reauth_required, margin=policy.refresh_margin,
-            assumed_lifetime=policy.assumed_token_lifetime,
-            delays=backoff_delays(policy.refresh_retries, policy.refresh_backoff),
-        )
-        self.consent = ConsentFlows(
-            rooms=rooms, cipher=cipher, flows=flows, provider=provider, vault=self._vault, clients=self._clients,
-            auditor=auditor, clock=clock, public_url=public_url, policy=policy, limiter=limiter,
-        )
+        self._vault = credentials.vault
+        self.refresher = credentials.refresher
+        self.consent = consent
 
     # -- tokens ---------------------------------------------------------------------------------
 
@@ -248,48 +224,6 @@ class OAuthService:
 
     async def reject_authorization(self, participant: Participant, request_id: str, error: str | None) -> None:
         await self.consent.reject_authorization(participant, request_id, error)
-
-    # -- hooks: SecretService reads and deletes, header injection, owner notices ------------------
-
-    async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> SecretBytes:
-        fresh = await self.refresher.fresh(_addr(record))
-        return SecretBytes(fresh.credential.access_token.encode())
-
-    async def oauth_deleted(self, record: SecretRecord, value: SecretBytes) -> None:
-        """Revoke the grant (RFC 7009): the refresh token, or the access token without one.
-        Best effort: the credential is already gone; a failure is logged and audited."""
-        cred = OAuthCredential.from_bytes(value.reveal())
-        if not cred.revocation_endpoint:
-            return
-        token, hint = (cred.refresh_token, "refresh_token") if cred.refresh_token else (cred.access_token, "access_token")
-        addr = _addr(record)
-        try:
-            auth = await self._clients.for_credential(cred)
-            await self._provider.revoke(cred.revocation_endpoint, auth, token=token, token_type_hint=hint)
-        except RoomsvcError as exc:
-            log.warning("revoking the deleted OAuth credential %s in %s failed: %s", record.id, record.room, exc.message)
-            await self._audit.record(SYSTEM_IDENTITY, addr, "oauth_revoke", "oauth", "failed", exc.name)
-            return
-        await self._audit.record(SYSTEM_IDENTITY, addr, "oauth_revoke", "oauth", "ok")
-
-    async def fresh_access_token(self, caller: Principal, record: SecretRecord, *, channel: str) -> Any:
-        """The :class:`roomsvc.domain.headers.AccessTokens` port (header injection)."""
-        from roomsvc.domain.headers import FreshToken
-
-        fresh = await self.refresher.fresh(_addr(record))
-        cred = fresh.credential
-        return FreshToken(cred.access_token, cred.expires_at, cred.allowed_hosts or None)
-
-    async def _reauth_required(self, stored: StoredCredential, reason: str) -> None:
-        addr, cred = stored.address, stored.credential
-        self._rooms.notify_identity(addr.room, addr.owner, Notice(NOTICE_REAUTH, {
-            "id": addr.id, "connector": cred.connector or None, "subject": cred.subject, "reason": reason,
-        }))
-        await self._audit.record(SYSTEM_IDENTITY, addr, "oauth_refresh", "oauth", "reauth_required", reason)
-
-
-def _addr(record: SecretRecord) -> Address:
-    return Address(record.room, record.owner, record.id, record.delegated_to)
 
 
 def _policy_address(addr: Address, covers: frozenset[str]) -> PolicyAddress:

@@ -48,6 +48,17 @@ class ParticipantSink(Protocol):
         """Queue an event for the participant; never blocks."""
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a participant's client can do, declared by its transport when it joins: the
+    domain asks these, never which protocol a participant speaks."""
+
+    #: answers an OAuth consent request by running the redirect in its own app (it gets
+    #: the PKCE challenge and hands over the code); otherwise it is sent a start link that
+    #: a person opens, and roomsvc runs the redirect
+    runs_own_redirect: bool = False
+
+
 @dataclass(eq=False)
 class Participant:
     id: ParticipantId
@@ -55,7 +66,9 @@ class Participant:
     principal: Principal
     sink: ParticipantSink
     attributes: dict[str, Any] = field(default_factory=dict)
+    #: a label for presence (peers of the same protocol); decisions use ``capabilities``
     protocol: str = "native"
+    capabilities: Capabilities = Capabilities()
 
     @property
     def identity(self) -> Identity:
@@ -131,6 +144,7 @@ class RoomService:
         *,
         attributes: Mapping[str, Any] | None = None,
         protocol: str = "native",
+        capabilities: Capabilities = Capabilities(),
     ) -> Participant:
         """Add a participant to its token's room and tell the others.
 
@@ -167,6 +181,7 @@ class RoomService:
             sink=sink,
             attributes=self._check_attributes(dict(_attributes(attributes or {}))),
             protocol=protocol,
+            capabilities=capabilities,
         )
         present[participant.id] = participant
         self._per_identity[principal.identity] += 1

@@ -1,7 +1,8 @@
 """Asking another participant for a plain secret (MeshAgent's request_secret).
 
 The requester names a ``url`` (an opaque key such as ``secret://example`` or a git
-remote) and a ``type``; the participant asked gets a ``secrets.request_secret`` notice
+remote) and a ``type``; the participant asked gets a
+:class:`~roomsvc.domain.events.SecretRequested` notice
 and answers with :meth:`SecretRequestService.provide` or :meth:`~SecretRequestService.reject`.
 The value is stored as a room secret of the requester (delegated to ``delegate_to`` when
 given: the same rules as any write by the requester, never in another identity's
@@ -19,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 
 from roomsvc.domain.audit import Auditor
-from roomsvc.domain.events import Notice
+from roomsvc.domain.events import RequestEnded, SecretRequested
 from roomsvc.domain.policy import Action
 from roomsvc.domain.policy import Address as PolicyAddress
 from roomsvc.domain.ports import SecretRecord
@@ -30,8 +31,6 @@ from roomsvc.domain.secrets import DEFAULT_TYPE, Address, SecretService
 from roomsvc.errors import InvalidRequest, NotFound, Overloaded, PermissionDenied, Rejected, Timeout
 from roomsvc.ids import SecretBytes, SecretId, parse_identity
 
-NOTICE_REQUEST = "secrets.request_secret"
-NOTICE_ENDED = "secrets.request_ended"
 MAX_URL = 2048
 MAX_TYPE = 256
 
@@ -114,14 +113,12 @@ class SecretRequestService:
         )
         self._pending[pending.id] = pending
         try:
-            self._rooms.notify(target, Notice(NOTICE_REQUEST, {
-                "request_id": pending.id,
-                "request": {"url": url_, "type": type_, "participant_id": target.id, "timeout": wait, "delegate_to": delegate},
-                "from": requester.info().as_dict(),
+            self._rooms.notify(target, SecretRequested(
+                request_id=pending.id, url=url_, type=type_, participant_id=target.id, timeout=wait,
+                delegate_to=delegate, requester=requester.info(),
                 # who will hold the value, and who may use it
-                "owner": addr.owner,
-                "usable_by": sorted({addr.owner} | ({delegate} if delegate else set())),
-            }))
+                owner=addr.owner, usable_by=tuple(sorted({addr.owner} | ({delegate} if delegate else set()))),
+            ))
             try:
                 value = await asyncio.wait_for(pending.future, wait)
             except asyncio.TimeoutError:
@@ -184,7 +181,7 @@ class SecretRequestService:
 
     def _ended(self, pending: _Pending, outcome: str) -> None:
         if pending.target.id in {p.id for p in self._rooms.participants(pending.target.room)}:
-            self._rooms.notify(pending.target, Notice(NOTICE_ENDED, {"request_id": pending.id, "outcome": outcome}))
+            self._rooms.notify(pending.target, RequestEnded(pending.id, outcome))
 
     def _left(self, participant: Participant) -> None:
         for pending in list(self._pending.values()):

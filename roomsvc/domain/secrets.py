@@ -6,14 +6,15 @@ addressed by ``(room, owner, id, delegated_to)``. Who may do what is decided by
 parses the request into an address, asks, audits the answer and acts.
 
 Values are :class:`~roomsvc.ids.SecretBytes` and are encrypted through the
-:class:`~roomsvc.domain.ports.Cipher` port with associated data naming the place.
+:class:`~roomsvc.domain.ports.Cipher` port with associated data naming the place, and
+written through :class:`~roomsvc.domain.secret_writes.SecretWriter` (shared with the
+OAuth credential vault, which is why this service can be built after the OAuth hooks
+it takes).
 """
 
 from __future__ import annotations
 
 import builtins
-import json
-from dataclasses import dataclass
 from typing import Protocol
 
 from roomsvc.clock import Clock
@@ -23,35 +24,28 @@ from roomsvc.domain.policy import Address as PolicyAddress
 from roomsvc.domain.ports import Cipher, EncryptedBlob, SecretRecord, SecretRepository
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.ratelimit import SECRET_OPS, RateLimiter
+from roomsvc.domain.secret_writes import KIND_OAUTH, KIND_PLAIN, Address, SecretWriter, secret_aad
 from roomsvc.errors import (
-    Conflict,
     DecryptionFailed,
     InvalidRequest,
     InvalidState,
     NotFound,
     PermissionDenied,
     RoomsvcError,
-    TooLarge,
     Unauthenticated,
 )
-from roomsvc.ids import Identity, RoomName, SecretBytes, SecretId, parse_identity, parse_room, parse_secret_id
+from roomsvc.ids import SecretBytes, SecretId, parse_identity, parse_room, parse_secret_id
+
+__all__ = ["Address", "DEFAULT_TYPE", "KIND_OAUTH", "KIND_PLAIN", "OAuthHooks", "SecretService", "secret_aad"]
 
 DEFAULT_TYPE = "application/octet-stream"
 MAX_LABEL = 256
-KIND_PLAIN = "plain"
-KIND_OAUTH = "oauth"
-
-
-def secret_aad(record: SecretRecord) -> bytes:
-    """Associated data binding a ciphertext to its place; a moved row will not decrypt."""
-    return json.dumps(
-        ["roomsvc/room-secret/v1", record.kind, record.room, record.owner, record.id, record.delegated_to or "", record.version],
-        separators=(",", ":"),
-    ).encode()
 
 
 class OAuthHooks(Protocol):
-    """What the OAuth service does for credentials (kind ``oauth``) read or deleted here."""
+    """What the OAuth credentials do when one (kind ``oauth``) is read or deleted here;
+    filled by :class:`roomsvc.domain.oauth_tokens.OAuthCredentials`, built before this
+    service (see :mod:`roomsvc.domain.secret_writes` for the order)."""
 
     async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> SecretBytes:
         """The value a reader gets: the current access token only, never the refresh token."""
@@ -60,40 +54,54 @@ class OAuthHooks(Protocol):
         """Revoke the deleted credential's grant at the provider (RFC 7009), best effort."""
 
 
-@dataclass(frozen=True)
-class Address:
-    room: RoomName
-    owner: Identity
-    id: SecretId
-    delegated_to: Identity | None
+class NoOAuth:
+    """The hooks of a vault without OAuth (unit tests): nothing to revoke, nothing to read."""
+
+    async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> SecretBytes:
+        raise InvalidState("OAuth credentials can only be read when the OAuth service is running")
+
+    async def oauth_deleted(self, record: SecretRecord, value: SecretBytes) -> None:
+        return None
 
 
 class SecretService:
+    """Callers' secret operations. Each call is charged to the caller's ``secret_ops``
+    rate limit; services acting for a caller already charged use :meth:`uncharged`."""
+
     def __init__(
         self,
         *,
         store: SecretRepository,
+        writer: SecretWriter,
         cipher: Cipher,
         auditor: Auditor,
         clock: Clock,
-        max_value_size: int = 65536,
-        max_versions: int = 10,
+        oauth: OAuthHooks | None = None,
         leeway: float = 0.0,
         limiter: RateLimiter | None = None,
     ) -> None:
         self._limiter = limiter or RateLimiter.off()
         self._store = store
+        self._writer = writer
         self._leeway = leeway
         self._cipher = cipher
         self._audit = auditor
         self._clock = clock
-        self.max_value_size = max_value_size
-        self._max_versions = max_versions
-        self._oauth: OAuthHooks | None = None
+        self._oauth: OAuthHooks = oauth or NoOAuth()
 
-    def attach_oauth(self, hooks: OAuthHooks) -> None:
-        """Wired by the composition root once the OAuth service exists."""
-        self._oauth = hooks
+    @property
+    def max_value_size(self) -> int:
+        return self._writer.max_value_size
+
+    def uncharged(self) -> SecretService:
+        """The same service without the rate limit, for services that act for a caller who
+        has already been charged (header resolution, OAuth credential checks, storing a
+        provided secret): one call is counted once, and the server's own writes never fail
+        for someone else's budget. Everything else (policy, audit, storage) is shared."""
+        return SecretService(
+            store=self._store, writer=self._writer, cipher=self._cipher, auditor=self._audit, clock=self._clock,
+            oauth=self._oauth, leeway=self._leeway,
+        )
 
     # -- public operations ---------------------------------------------------------------
 
@@ -122,40 +130,12 @@ class SecretService:
         addr = await self._address(caller, room, secret_id, delegated_to, for_identity, action, channel)
         if not isinstance(value, (bytes, bytearray)):
             raise InvalidRequest("secret value must be bytes")
-        if len(value) > self.max_value_size:
-            await self._audit.record(caller, addr, "set", channel, "refused", "too large")
-            raise TooLarge(
-                f"secret value is {len(value)} bytes; the limit is {self.max_value_size} (secrets.max_value_size)"
-            )
+        await self._writer.check_size(caller, addr, value, channel)
         type_ = _label(type, "type") or DEFAULT_TYPE
         name_ = _label(name, "name") or addr.id
-        for attempt in range(3):
-            current = await self._store.get_secret(addr.room, addr.owner, addr.id, addr.delegated_to)
-            previous = current[0].version if current else 0
-            if current and current[0].kind == KIND_OAUTH and kind != KIND_OAUTH:
-                await self._audit.record(caller, addr, "set", channel, "denied", "oauth credential")
-                raise PermissionDenied(f"secret {addr.id!r} is an OAuth credential; it cannot be overwritten with set")
-            if expected_version is not None and expected_version != previous:
-                await self._audit.record(caller, addr, "set", channel, "conflict")
-                raise Conflict(f"secret {addr.id!r} is at version {previous}, not {expected_version}")
-            now = self._clock.now()
-            record = SecretRecord(
-                room=addr.room, owner=addr.owner, id=addr.id, delegated_to=addr.delegated_to,
-                type=type_, name=name_, kind=kind, version=previous + 1,
-                created_at=current[0].created_at if current else now, updated_at=now,
-            )
-            blob = self._cipher.encrypt(bytes(value), secret_aad(record))
-            try:
-                return await self._store.put_secret(
-                    record, blob, previous_version=previous, max_versions=self._max_versions,
-                    audit=self._audit.line(caller, addr, "create" if previous == 0 else "update", channel, "ok"),
-                )
-            except Conflict:
-                # another write landed between our read and our commit
-                if expected_version is not None or attempt == 2:
-                    await self._audit.record(caller, addr, "set", channel, "conflict")
-                    raise
-        raise AssertionError("unreachable")
+        return await self._writer.write(
+            caller, addr, value, type=type_, name=name_, kind=kind, expected_version=expected_version, channel=channel
+        )
 
     async def get(
         self,
@@ -185,8 +165,6 @@ class SecretService:
             raise
         if record.kind == KIND_OAUTH:
             # an OAuth credential reads as its current access token (refreshed when due)
-            if self._oauth is None:
-                raise InvalidState("OAuth credentials can only be read when the OAuth service is running")
             try:
                 token = await self._oauth.oauth_value(record, SecretBytes(value))
             except RoomsvcError as exc:
@@ -244,7 +222,7 @@ class SecretService:
         )
         if not deleted:
             raise NotFound(f"secret {addr.id!r} not found")
-        if current[0].kind == KIND_OAUTH and self._oauth is not None:
+        if current[0].kind == KIND_OAUTH:
             # the row is gone first; revoking the grant upstream is best effort
             try:
                 value = SecretBytes(self._cipher.decrypt(current[1], secret_aad(current[0])))

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from roomsvc.clock import FakeClock
-from roomsvc.domain.events import Notice, ParticipantInfo, RoomEvent
+from roomsvc.domain.events import ParticipantInfo, RequestEnded, RoomEvent, SecretRequested
 from roomsvc.domain.ports import RoomRecord
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.rooms import Participant, RoomService
@@ -137,12 +137,11 @@ async def test_presence_follows_enable_join_update_disable_and_leave() -> None:
 async def test_notices_become_pushes_of_their_own_whatever_the_messaging_state() -> None:
     rooms, registry = RoomService(rooms=Rooms(), clock=FakeClock()), SessionRegistry()  # type: ignore[arg-type]
     a, a_conn = await mesh(rooms, registry, "a")
-    rooms.notify(a.me, Notice("secrets.request_secret", {
-        "request_id": "r1", "request": {"url": "u", "type": "t", "participant_id": a.me.id, "timeout": 5.0, "delegate_to": None},
-        "owner": "b", "usable_by": ["b"],
-    }))
-    rooms.notify(a.me, Notice("secrets.request_ended", {"request_id": "r1", "outcome": "provided"}))
-    rooms.notify(a.me, Notice("no.such.kind", {}))
+    rooms.notify(a.me, SecretRequested(
+        request_id="r1", url="u", type="t", participant_id=a.me.id, timeout=5.0, delegate_to=None,
+        requester=a.me.info(), owner=Identity("b"), usable_by=("b",),
+    ))
+    rooms.notify(a.me, RequestEnded("r1", "provided"))
     assert [(t, h) for t, h, _ in a_conn.pushes] == [
         ("secrets.request_secret", {"request_id": "r1", "request": {
             "url": "u", "type": "t", "participant_id": a.me.id, "timeout": 5, "delegate_to": None},

@@ -1,14 +1,15 @@
 """The MeshAgent way, in process: the consenting participant's app gets the request and
 the PKCE challenge, runs the redirect itself (its own redirect_uri), and answers with
 provide_oauth_authorization(request_id, code). This is the domain API the MeshAgent
-adapter calls; here a participant with protocol "meshagent" stands in for it."""
+adapter calls; here a participant that declared ``runs_own_redirect`` at join (as the
+MeshAgent transport does) stands in for it."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, AsyncIterator
+from typing import AsyncIterator, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
@@ -16,13 +17,18 @@ import pytest
 
 from roomsvc.app import Runtime, open_runtime
 from roomsvc.config import load_settings
-from roomsvc.domain.events import Notice, RoomEvent
+from roomsvc.domain.events import OAuthConsentRequested, RequestEnded, RoomEvent
 from roomsvc.domain.principal import Principal
+from roomsvc.domain.rooms import Capabilities
 from roomsvc.errors import InvalidState, PermissionDenied, Rejected
 from roomsvc.ids import Identity, RoomName
 from tests.oauth.conftest import APP_REDIRECT, CLIENT_SECRET, OAuthEnv
 from tests.oauth.flows import query
 from tests.peers.oidc.flow_driver import drive_consent
+
+
+N = TypeVar("N")
+APP = Capabilities(runs_own_redirect=True)
 
 
 class Sink:
@@ -32,10 +38,10 @@ class Sink:
     def deliver(self, event: RoomEvent) -> None:
         self.events.put_nowait(event)
 
-    async def notice(self, kind: str) -> Notice:
+    async def notice(self, kind: type[N]) -> N:
         while True:
             event = await asyncio.wait_for(self.events.get(), 10)
-            if isinstance(event, Notice) and event.kind == kind:
+            if isinstance(event, kind):
                 return event
 
 
@@ -58,14 +64,13 @@ async def runtime(oauth_env: OAuthEnv, tmp_path: Path, monkeypatch: pytest.Monke
         await close()
 
 
-def app_authorize_url(data: dict[str, Any], state: str) -> str:
+def app_authorize_url(notice: OAuthConsentRequested, state: str) -> str:
     """What the consenting app builds from the push (as MeshAgent's Powerboards does)."""
-    request = data["request"]
-    oauth = request["oauth"]
+    oauth = notice.oauth
     return oauth["authorization_endpoint"] + "?" + urlencode({
-        "response_type": "code", "client_id": oauth["client_id"], "redirect_uri": request["redirect_uri"],
+        "response_type": "code", "client_id": oauth["client_id"], "redirect_uri": notice.redirect_uri,
         "scope": " ".join(oauth["scopes"]), "state": state,
-        "code_challenge": data["challenge"], "code_challenge_method": "S256",
+        "code_challenge": notice.challenge, "code_challenge_method": "S256",
     })
 
 
@@ -74,26 +79,26 @@ async def test_the_consenting_app_answers_with_the_code(oauth_env: OAuthEnv, run
     assert oauth is not None
     agent = await rooms.join(principal("agent"), Sink())
     app = Sink()
-    person = await rooms.join(principal("mona"), app, protocol="meshagent")
+    person = await rooms.join(principal("mona"), app, protocol="meshagent", capabilities=APP)
     intruder = await rooms.join(principal("intruder"), Sink())
     task = asyncio.create_task(oauth.request_token(
         agent, from_participant_id=person.id, connector="oidc", redirect_uri=APP_REDIRECT, timeout=20,
     ))
-    data = dict((await app.notice("secrets.request_oauth_token")).data)
-    assert "start_url" not in data and len(data["challenge"]) == 43
-    assert data["request"]["redirect_uri"] == APP_REDIRECT
-    assert "client_secret" not in data["request"]["oauth"]
+    data = await app.notice(OAuthConsentRequested)
+    assert data.start_url is None and data.challenge is not None and len(data.challenge) == 43
+    assert data.redirect_uri == APP_REDIRECT
+    assert "client_secret" not in data.oauth
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
         callback = await drive_consent(browser, app_authorize_url(data, "app-state"), login="mona")
     code = query(callback)["code"]
     with pytest.raises(PermissionDenied):
-        await oauth.provide_authorization(intruder, data["request_id"], code)
-    await oauth.provide_authorization(person, data["request_id"], code)
+        await oauth.provide_authorization(intruder, data.request_id, code)
+    await oauth.provide_authorization(person, data.request_id, code)
     grant = await task
     assert grant.credential["owner"] == "mona" and grant.credential["subject"] == "mona"
     assert (await oauth_env.userinfo(grant.access_token))[0] == 200
     with pytest.raises(InvalidState):
-        await oauth.provide_authorization(person, data["request_id"], code)
+        await oauth.provide_authorization(person, data.request_id, code)
     assert "refresh_token" not in repr(grant) and grant.access_token not in repr(grant)
 
 
@@ -102,15 +107,15 @@ async def test_the_consenting_app_can_reject(runtime: Runtime) -> None:
     assert oauth is not None
     agent = await rooms.join(principal("agent"), Sink())
     app = Sink()
-    person = await rooms.join(principal("nina"), app, protocol="meshagent")
+    person = await rooms.join(principal("nina"), app, protocol="meshagent", capabilities=APP)
     task = asyncio.create_task(oauth.request_token(
         agent, from_participant_id=person.id, connector="oidc", redirect_uri=APP_REDIRECT, timeout=20,
     ))
-    data = (await app.notice("secrets.request_oauth_token")).data
-    await oauth.reject_authorization(person, data["request_id"], "cancelled")
+    data = await app.notice(OAuthConsentRequested)
+    await oauth.reject_authorization(person, data.request_id, "cancelled")
     with pytest.raises(Rejected, match="cancelled"):
         await task
-    assert (await app.notice("secrets.request_ended")).data["outcome"] == "rejected"
+    assert (await app.notice(RequestEnded)).outcome == "rejected"
 
 
 async def test_an_answer_whose_sender_goes_away_mid_exchange_still_completes_the_flow(
@@ -126,18 +131,18 @@ async def test_an_answer_whose_sender_goes_away_mid_exchange_still_completes_the
     assert oauth is not None
     agent = await rooms.join(principal("agent"), Sink())
     app = Sink()
-    person = await rooms.join(principal("olga"), app, protocol="meshagent")
+    person = await rooms.join(principal("olga"), app, protocol="meshagent", capabilities=APP)
     task = asyncio.create_task(oauth.request_token(
         agent, from_participant_id=person.id, connector="oidc", redirect_uri=APP_REDIRECT, timeout=20,
     ))
-    data = dict((await app.notice("secrets.request_oauth_token")).data)
+    data = await app.notice(OAuthConsentRequested)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
         callback = await drive_consent(browser, app_authorize_url(data, "app-state"), login="olga")
     flows = SqliteFlowStore(runtime.store)
-    answer = asyncio.create_task(oauth.provide_authorization(person, data["request_id"], query(callback)["code"]))
+    answer = asyncio.create_task(oauth.provide_authorization(person, data.request_id, query(callback)["code"]))
     # the provider answers the token request after a delay: cancel while the flow is exchanging
     for _ in range(500):
-        flow = await flows.get_flow(id=data["request_id"])
+        flow = await flows.get_flow(id=data.request_id)
         if flow is not None and flow.status is FlowStatus.EXCHANGING:
             break
         await asyncio.sleep(0.005)
@@ -145,5 +150,5 @@ async def test_an_answer_whose_sender_goes_away_mid_exchange_still_completes_the
     answer.cancel()
     grant = await asyncio.wait_for(task, 10)
     assert grant.credential["owner"] == "olga" and (await oauth_env.userinfo(grant.access_token))[0] == 200
-    ended = await flows.get_flow(id=data["request_id"])
+    ended = await flows.get_flow(id=data.request_id)
     assert ended is not None and ended.status is FlowStatus.COMPLETED

@@ -22,6 +22,7 @@ from roomsvc.crypto.keyring import KeyringService
 from roomsvc.domain.audit import Auditor
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.project_secrets import ProjectSecretService
+from roomsvc.domain.secret_writes import SecretWriter
 from roomsvc.domain.secrets import SecretService
 from roomsvc.ids import Identity, RoomName
 from roomsvc.storage.sqlite.store import SqliteStore
@@ -191,7 +192,10 @@ async def open_vault(path: Path, *, master: MasterKey | None = None, max_version
     auditor = Auditor(store, clock)
     return Vault(
         store=store, cipher=cipher, keyring=keyring, auditor=auditor,
-        secrets=SecretService(store=store, cipher=cipher, auditor=auditor, clock=clock, max_versions=max_versions),
+        secrets=SecretService(
+            store=store, cipher=cipher, auditor=auditor, clock=clock,
+            writer=SecretWriter(store=store, cipher=cipher, auditor=auditor, clock=clock, max_versions=max_versions),
+        ),
         project=ProjectSecretService(store=store, cipher=cipher, auditor=auditor, clock=clock, max_value_size=65536),
         path=path,
     )

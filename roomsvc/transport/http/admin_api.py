@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from typing import Any
 
 from aiohttp import web
@@ -14,8 +13,6 @@ from roomsvc.ids import parse_room
 from roomsvc.transport.fields import opt_str
 from roomsvc.transport.http.auth import caller, json_body, operator
 from roomsvc.transport.http.keys import SERVICES
-
-log = logging.getLogger("roomsvc.http")
 
 PROJECT_KINDS = ("keys", "pull")
 
@@ -84,8 +81,7 @@ async def delete_project_secret(request: web.Request) -> web.Response:
 
 
 async def key_status(request: web.Request) -> web.Response:
-    operator(request)
-    keys = await request.app[SERVICES].keys.status()
+    keys = await request.app[SERVICES].key_admin.status(caller(request))
     return web.json_response({"keys": [k.as_dict() for k in keys]})
 
 
@@ -96,7 +92,9 @@ async def rotate_keys(request: web.Request) -> web.StreamResponse:
     rotate``) stops getting progress, not the rotation, which would otherwise stop
     half-way with the old key still needed.
     """
-    principal = operator(request)
+    key_admin = request.app[SERVICES].key_admin
+    # refused before the stream starts, so the refusal is an ordinary error response
+    principal = key_admin.authorize(caller(request))
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
     await response.prepare(request)
     listening = True
@@ -113,20 +111,8 @@ async def rotate_keys(request: web.Request) -> web.StreamResponse:
     async def progress(done: int, total: int) -> None:
         await send({"done": done, "total": total})
 
-    services = request.app[SERVICES]
-
-    async def rotate_and_audit() -> Any:
-        try:
-            report = await services.keys.rotate(progress=progress)
-        except Exception as exc:
-            log.exception("key rotation failed")
-            await services.auditor.record(principal, None, "keys.rotate", "admin", "error", type(exc).__name__)
-            raise
-        await services.auditor.record(principal, None, "keys.rotate", "admin", "ok", report.new_key_id)
-        return report
-
     # shielded: aiohttp may cancel the handler of a client that disconnects
-    rotation = asyncio.ensure_future(rotate_and_audit())
+    rotation = asyncio.ensure_future(key_admin.rotate(principal, progress=progress))
     # if nobody awaits it any more, its failure is already logged and audited
     rotation.add_done_callback(lambda task: task.cancelled() or task.exception())
     try:
@@ -150,10 +136,7 @@ async def _end(response: web.StreamResponse) -> web.StreamResponse:
 
 
 async def retire_key(request: web.Request) -> web.Response:
-    principal = operator(request)
-    services = request.app[SERVICES]
-    await services.keys.retire(request.match_info["key_id"])
-    await services.auditor.record(principal, None, "keys.retire", "admin", "ok", request.match_info["key_id"])
+    await request.app[SERVICES].key_admin.retire(caller(request), request.match_info["key_id"])
     return web.json_response({"retired": request.match_info["key_id"]})
 
 
@@ -164,7 +147,7 @@ async def revoke_tokens(request: web.Request) -> web.Response:
     """Revoke one token (``{"jti": ...}``) or an identity's tokens issued before now
     (``{"identity": ..., "room": ...}``); open sockets on them close at once."""
     principal = caller(request)
-    tokens = request.app[SERVICES].require_tokens()
+    tokens = request.app[SERVICES].tokens
     await tokens.authorize(principal)  # first, and audited when denied
     body = await json_body(request, principal)
     has_jti, has_identity = "jti" in body, "identity" in body
@@ -204,19 +187,18 @@ async def prune_audit(request: web.Request) -> web.Response:
     older_than, dry_run = body.get("older_than"), body.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise InvalidRequest("'dry_run' must be true or false")
-    report = await request.app[SERVICES].require_audit_pruner().prune(principal, older_than=older_than, dry_run=dry_run)
+    report = await request.app[SERVICES].audit_pruner.prune(principal, older_than=older_than, dry_run=dry_run)
     return web.json_response({"prune": report.as_dict()})
 
 
 async def backup(request: web.Request) -> web.Response:
     """Write a backup named ``name`` into ``server.backup_dir`` (never elsewhere, never
     over an existing file)."""
-    principal = operator(request)
+    key_admin = request.app[SERVICES].key_admin
+    principal = key_admin.authorize(caller(request))  # before the body is read
     body: dict[str, Any] = await json_body(request, principal)
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidRequest("'name' must be the backup's file name inside the server's backup directory")
-    services = request.app[SERVICES]
-    path = await services.backup(name)
-    await services.auditor.record(principal, None, "backup", "admin", "ok")
+    path = await key_admin.backup(principal, name)
     return web.json_response({"backup": path})

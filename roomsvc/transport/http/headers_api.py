@@ -14,7 +14,7 @@ from roomsvc.transport.ws.header_ops import resolved_as_dict
 
 async def resolve_headers(request: web.Request) -> web.Response:
     principal = caller(request)
-    service = request.app[SERVICES].require_headers()
+    service = request.app[SERVICES].headers
     body = await json_body(request, principal)
     specs = body.get("header_secrets")
     if not isinstance(specs, list):

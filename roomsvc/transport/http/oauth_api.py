@@ -14,6 +14,8 @@ from __future__ import annotations
 import html
 import logging
 from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import Callable
 
 from aiohttp import web
 
@@ -22,6 +24,25 @@ from roomsvc.transport.errors import wire_error
 from roomsvc.transport.http.keys import SERVICES
 
 log = logging.getLogger("roomsvc.oauth.http")
+
+#: the routes below (routes.py spells them out too: tests/test_docs.py reads that table)
+START_PATH = "/oauth/start"
+CALLBACK_PATH = "/oauth/callback"
+
+
+@dataclass(frozen=True)
+class OAuthLinks:
+    """The domain's :class:`~roomsvc.domain.oauth_ports.Links`: this module's routes under
+    the server's public URL (built by the composition root)."""
+
+    public_url: Callable[[], str]
+
+    def start_url(self, ticket: str) -> str:
+        # a ticket is URL-safe base64: nothing to quote
+        return f"{self.public_url().rstrip('/')}{START_PATH}?t={ticket}"
+
+    def callback_url(self) -> str:
+        return self.public_url().rstrip("/") + CALLBACK_PATH
 
 _HEADERS = {
     "Cache-Control": "no-store",
@@ -64,8 +85,6 @@ async def start_page(request: web.Request) -> web.StreamResponse:
     """Show what a start link is for (who asks, whose credential it will be, who may use
     it) without using it: a link preview or a first look does not burn it."""
     oauth = request.app[SERVICES].oauth
-    if oauth is None:
-        return _page("OAuth is not available", "This server has no OAuth service.", status=404, ok=False)
     ticket = request.query.get("t")
     try:
         info = await oauth.describe_start_link(ticket)
@@ -86,8 +105,6 @@ async def start_page(request: web.Request) -> web.StreamResponse:
 async def start(request: web.Request) -> web.StreamResponse:
     """Use a start link (the page's form): bind this browser with a cookie, then go to the provider."""
     oauth = request.app[SERVICES].oauth
-    if oauth is None:
-        return _page("OAuth is not available", "This server has no OAuth service.", status=404, ok=False)
     if request.content_type != "application/x-www-form-urlencoded" or (request.content_length or 0) > 4096:
         return _page("This link cannot be used", "Open the sign-in link and press Continue.", status=400, ok=False)
     form = await request.post()
@@ -98,7 +115,7 @@ async def start(request: web.Request) -> web.StreamResponse:
         return _page("This link cannot be used", exc.message, status=wire_error(exc).status, ok=False)
     response = web.Response(status=302, headers={**_HEADERS, "Location": begun.authorization_url})
     response.set_cookie(
-        begun.cookie_name, begun.binding, max_age=int(begun.max_age), path="/oauth/callback",
+        begun.cookie_name, begun.binding, max_age=int(begun.max_age), path=CALLBACK_PATH,
         httponly=True, samesite="Lax", secure=not oauth.policy.insecure_ok,
     )
     return response
@@ -107,8 +124,6 @@ async def start(request: web.Request) -> web.StreamResponse:
 async def callback(request: web.Request) -> web.StreamResponse:
     """The provider's redirect: finish the flow, then tell the person how it went."""
     oauth = request.app[SERVICES].oauth
-    if oauth is None:
-        return _page("OAuth is not available", "This server has no OAuth service.", status=404, ok=False)
     params = {k: v for k, v in request.query.items() if k in ("code", "state", "iss", "error")}
     try:
         result = await oauth.complete_callback(params, dict(request.cookies))
@@ -121,5 +136,5 @@ async def callback(request: web.Request) -> web.StreamResponse:
         f"Your {result.connector} account{account} is now connected for {result.owner} in room {result.room}.",
         status=200, ok=True,
     )
-    page.del_cookie(result.cookie, path="/oauth/callback")
+    page.del_cookie(result.cookie, path=CALLBACK_PATH)
     return page

@@ -32,7 +32,7 @@ from roomsvc.domain.services import Services
 from roomsvc.errors import FramingError, InvalidRequest, MessageTooLarge, NotFound, PermissionDenied, RoomsvcError, Unauthenticated
 from roomsvc.transport.errors import wire_error
 from roomsvc.transport.fields import req_str
-from roomsvc.transport.meshagent import messaging_tools, oauth_tools, secrets_tools  # noqa: F401  (register their tools)
+from roomsvc.transport.meshagent import messaging_tools, notices, oauth_tools, secrets_tools  # noqa: F401  (tools register)
 from roomsvc.transport.meshagent.framing import MAX_FRAME, Message, PacketAssembler, packet_count
 from roomsvc.transport.meshagent.packing import ErrorContent, parse_content, unpack
 from roomsvc.transport.meshagent.session import PROTOCOL, RESPONSE, MeshAgentSession, SessionRegistry, room_ws_url
@@ -56,6 +56,7 @@ class MeshAgentCodec:
     wrong_frames = "the MeshAgent protocol uses binary frames only"
     auth_message = False
     join_before_upgrade = True
+    capabilities = notices.CAPABILITIES
 
     def __init__(self) -> None:
         self.sessions = SessionRegistry()

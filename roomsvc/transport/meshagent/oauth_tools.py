@@ -39,7 +39,7 @@ async def request_secret(ctx: ToolContext, content: Content) -> Content:
     """Ask ``participant_id`` and wait; the value comes back as a file content (the SDK
     returns its bytes) and is stored as a secret of the caller or of ``delegate_to``."""
     data = fields(content)
-    provided = await ctx.services.require_secret_requests().request(
+    provided = await ctx.services.secret_requests.request(
         ctx.participant, url=req_str(data, "url"), type=opt_str(data, "type"),
         from_participant_id=asked_participant(data), timeout=opt_seconds(data), delegate_to=opt_str(data, "delegate_to"),
     )
@@ -55,9 +55,9 @@ async def provide_secret(ctx: ToolContext, content: Content) -> Content:
     request_id = req_str(data, "request_id")
     error = opt_str(data, "error")
     if error is not None:
-        ctx.services.require_secret_requests().reject(ctx.participant, request_id, error)
+        ctx.services.secret_requests.reject(ctx.participant, request_id, error)
     else:
-        ctx.services.require_secret_requests().provide(ctx.participant, request_id, content_data(content))
+        ctx.services.secret_requests.provide(ctx.participant, request_id, content_data(content))
     return EmptyContent()
 
 
@@ -65,7 +65,7 @@ async def provide_secret(ctx: ToolContext, content: Content) -> Content:
 async def delete_requested_secret(ctx: ToolContext, content: Content) -> Content:
     """A secret obtained with ``request_secret``; missing is NOT_FOUND (1003)."""
     data = fields(content)
-    await ctx.services.require_secret_requests().delete_requested(
+    await ctx.services.secret_requests.delete_requested(
         ctx.participant.principal, ctx.room, url=req_str(data, "url"), type=opt_str(data, "type"),
         delegated_to=opt_str(data, "delegated_to"),
     )
@@ -81,7 +81,7 @@ async def request_oauth_token(ctx: ToolContext, content: Content) -> Content:
     ``participant_id``. ``redirect_uri`` is the consenting app's own (the MeshAgent way);
     a native consenter uses roomsvc's callback instead."""
     data = fields(content)
-    grant = await ctx.services.require_oauth().request_token(
+    grant = await ctx.services.oauth.request_token(
         ctx.participant, from_participant_id=asked_participant(data), delegate_to=opt_str(data, "delegate_to"),
         timeout=opt_seconds(data), redirect_uri=opt_str(data, "redirect_uri"), **oauth_client(data),
     )
@@ -93,7 +93,7 @@ async def get_offline_oauth_token(ctx: ToolContext, content: Content) -> Content
     """A usable stored token without asking anyone; ``{"access_token": null}`` when there
     is none the caller's identity is covered by."""
     data = fields(content)
-    grant = await ctx.services.require_oauth().offline_token(
+    grant = await ctx.services.oauth.offline_token(
         ctx.participant.principal, ctx.room, delegated_to=opt_str(data, "delegated_to"),
         delegated_by=opt_str(data, "delegated_by"), **oauth_client(data),
     )
@@ -108,7 +108,7 @@ async def provide_oauth_authorization(ctx: ToolContext, content: Content) -> Con
     request_id = req_str(data, "request_id")
     error = opt_str(data, "error")
     if error is not None:
-        await ctx.services.require_oauth().reject_authorization(ctx.participant, request_id, error)
+        await ctx.services.oauth.reject_authorization(ctx.participant, request_id, error)
     else:
-        await ctx.services.require_oauth().provide_authorization(ctx.participant, request_id, req_str(data, "code"))
+        await ctx.services.oauth.provide_authorization(ctx.participant, request_id, req_str(data, "code"))
     return EmptyContent()

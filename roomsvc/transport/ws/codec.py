@@ -7,17 +7,22 @@ Incoming text frames must hold one JSON object with a string ``type``, parsed st
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, assert_never
 
 from roomsvc.domain.events import (
     CallReceived,
+    CredentialNeedsReauth,
     MessageReceived,
     Notice,
+    OAuthConsentRequested,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantUpdated,
+    RequestEnded,
     RoomEvent,
+    SecretRequested,
 )
+from roomsvc.domain.rooms import Capabilities
 from roomsvc.errors import InvalidRequest
 from roomsvc.transport import strict_json
 from roomsvc.transport.fields import b64
@@ -47,6 +52,11 @@ def encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
+#: what a native client declares at join: a consent request reaches it as a start link
+#: that a person opens (roomsvc runs the redirect)
+CAPABILITIES = Capabilities(runs_own_redirect=False)
+
+
 def event_frame(event: RoomEvent) -> dict[str, Any] | None:
     """A room event as a native push (``{"type": ..., "data": {...}}``)."""
     if isinstance(event, ParticipantJoined):
@@ -72,8 +82,44 @@ def event_frame(event: RoomEvent) -> dict[str, Any] | None:
             "data": {"call_id": event.call_id, "from": event.sender.as_dict(), "method": event.method, "body": event.body},
         }
     if isinstance(event, Notice):
-        data = dict(event.data)
-        if event.attachment is not None:
-            data["attachment"] = b64(event.attachment)
-        return {"type": event.kind, "data": data}
+        return notice_frame(event)
     return None
+
+
+def notice_frame(notice: Notice) -> dict[str, Any]:
+    """A notice as a native push (docs/protocol.md)."""
+    if isinstance(notice, SecretRequested):
+        return {"type": "secrets.request_secret", "data": {
+            "request_id": notice.request_id,
+            "request": {
+                "url": notice.url, "type": notice.type, "participant_id": notice.participant_id,
+                "timeout": notice.timeout, "delegate_to": notice.delegate_to,
+            },
+            "from": notice.requester.as_dict(),
+            "owner": notice.owner,
+            "usable_by": list(notice.usable_by),
+        }}
+    if isinstance(notice, OAuthConsentRequested):
+        data: dict[str, Any] = {
+            "request_id": notice.request_id,
+            "request": {
+                "connector": notice.connector, "oauth": dict(notice.oauth), "participant_id": notice.participant_id,
+                "timeout": notice.timeout, "delegate_to": notice.delegate_to, "redirect_uri": notice.redirect_uri,
+            },
+            "from": notice.requester.as_dict(),
+            "expires_at": notice.expires_at,
+            "owner": notice.owner,
+            "usable_by": list(notice.usable_by),
+        }
+        if notice.by_app:
+            data["challenge"] = notice.challenge
+        else:
+            data["start_url"] = notice.start_url
+        return {"type": "secrets.request_oauth_token", "data": data}
+    if isinstance(notice, RequestEnded):
+        return {"type": "secrets.request_ended", "data": {"request_id": notice.request_id, "outcome": notice.outcome}}
+    if isinstance(notice, CredentialNeedsReauth):
+        return {"type": "secrets.oauth_reauth_required", "data": {
+            "id": notice.id, "connector": notice.connector, "subject": notice.subject, "reason": notice.reason,
+        }}
+    assert_never(notice)

@@ -40,7 +40,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from roomsvc.config import WebsocketSettings
 from roomsvc.domain.events import RoomEvent
 from roomsvc.domain.principal import Principal
-from roomsvc.domain.rooms import Participant
+from roomsvc.domain.rooms import Capabilities, Participant
 from roomsvc.domain.services import Services
 from roomsvc.errors import InternalError, InvalidRequest, Overloaded, RoomsvcError, Unauthenticated
 from roomsvc.transport.errors import error_body, wire_error
@@ -142,6 +142,8 @@ class Codec(Protocol):
     auth_message: bool
     #: whether the participant joins before the upgrade (every refusal is plain HTTP)
     join_before_upgrade: bool
+    #: what its participants can do, set at join (how an OAuth consent reaches them)
+    capabilities: Capabilities
 
     def max_frame(self, limits: WsLimits) -> int: ...
 
@@ -289,7 +291,8 @@ class Endpoint:
 
     async def _join(self, session: ProtocolSession, principal: Principal) -> None:
         session.participant = await self.s.rooms.join(
-            principal, session, attributes=self.codec.join_attributes(principal), protocol=self.codec.name
+            principal, session, attributes=self.codec.join_attributes(principal), protocol=self.codec.name,
+            capabilities=self.codec.capabilities,
         )
         session.greet()  # queued now, written once the socket is up
         self._update_presence_metrics()

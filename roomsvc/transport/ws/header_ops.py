@@ -19,7 +19,7 @@ def resolved_as_dict(header: Any) -> dict[str, Any]:
 
 @op("headers.resolve")
 async def headers_resolve(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
-    service = ctx.services.require_headers()
+    service = ctx.services.headers
     specs = data.get("header_secrets")
     if not isinstance(specs, list):
         raise InvalidRequest("'header_secrets' must be a list of HEADER:FORMAT strings")

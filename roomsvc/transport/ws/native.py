@@ -36,6 +36,7 @@ class NativeCodec:
     wrong_frames = "binary frames are not part of the native protocol"
     auth_message = True
     join_before_upgrade = False
+    capabilities = codec.CAPABILITIES
 
     def max_frame(self, limits: WsLimits) -> int:
         return limits.max_message_size
