@@ -17,7 +17,7 @@ from roomsvc.cli.progress import ProgressBar
 from roomsvc.cli.terminal import printable
 from roomsvc.domain.project_secrets import parse_pairs
 from roomsvc.errors import InvalidRequest, NotFound, Unauthenticated
-from roomsvc.transport.client import ApiClient
+from roomsvc.client.http import ApiClient
 
 
 def _run(args: argparse.Namespace, work: Callable[[ApiClient], Awaitable[int | None]]) -> int:

@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable
 
 from roomsvc.cli.terminal import printable
 from roomsvc.errors import InvalidRequest, RoomsvcError, Unauthenticated
-from roomsvc.transport.ws.client import RoomConnection
+from roomsvc.client.room import RoomConnection
 
 
 def _err(text: str) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from roomsvc.clock import SystemClock
 from roomsvc.errors import InvalidRequest, Unauthenticated
-from roomsvc.transport.client import ApiClient
+from roomsvc.client.http import ApiClient
 
 
 def add_toolkit_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None],
@@ -85,7 +85,7 @@ def _listen_address(text: str) -> tuple[str, int]:
 def cmd_proxy(args: argparse.Namespace) -> int:
     from roomsvc.cli.main import settings_from
     from roomsvc.logs import setup_logging
-    from roomsvc.transport.proxy import HeaderCache, SidecarProxy, check_listen, check_upstream, serve_proxy
+    from roomsvc.client.proxy import HeaderCache, SidecarProxy, check_listen, check_upstream, serve_proxy
 
     if not args.token:
         raise Unauthenticated("no token: pass --token or set ROOMSVC_TOKEN")
