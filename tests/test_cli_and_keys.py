@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import ast
 import base64
+import inspect
+import itertools
 import os
 import stat
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import jwt
@@ -30,7 +35,11 @@ def _command_paths(parser, prefix=()):
                 yield from _command_paths(sub, (*prefix, name))
 
 
-def test_every_command_has_help_and_takes_config_and_data_dir(capsys: pytest.CaptureFixture[str]) -> None:
+#: the commands that read settings, so take --config and --data-dir; the others talk to a server
+LOCAL = {("serve",), ("token",), ("apikey",), ("toolkit", "proxy")}
+
+
+def test_every_command_has_help_and_takes_the_options_it_uses(capsys: pytest.CaptureFixture[str]) -> None:
     paths = list(_command_paths(build_parser()))
     assert ("room", "secret", "set") in paths and ("keys", "rotate") in paths
     for path in paths:
@@ -40,9 +49,82 @@ def test_every_command_has_help_and_takes_config_and_data_dir(capsys: pytest.Cap
         out = capsys.readouterr().out
         assert "usage: roomsvc" in out
         leaf = not any(p[: len(path)] == path and len(p) > len(path) for p in paths)
-        if leaf:
+        if path in LOCAL:
             assert "--config" in out and "--data-dir" in out, path
+        elif leaf:
+            assert "--url" in out and "--token" in out, path
+            assert "--config" not in out and "--data-dir" not in out, path  # a client command reads no settings
     assert run("--help").returncode == 0  # and the real entry point runs
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield name, sub
+                yield from ((f"{name} {deeper}", p) for deeper, p in _parsers(sub))
+
+
+def _reads(func) -> set[str]:
+    """Every ``args.NAME`` (or ``getattr(args, "NAME")``) that ``func`` and the roomsvc functions it
+    calls read, found in their source."""
+    names: set[str] = set()
+    seen: set[object] = set()
+    todo = [func]
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(f)))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "args":
+                names.add(node.attr)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                first = node.args[0] if node.args else None
+                if (node.func.id == "getattr" and isinstance(first, ast.Name) and first.id == "args"
+                        and isinstance(node.args[1], ast.Constant)):
+                    names.add(node.args[1].value)
+                called = f.__globals__.get(node.func.id)
+                if inspect.isfunction(called) and called.__module__.startswith("roomsvc."):
+                    todo.append(called)
+    return names
+
+
+def test_no_command_takes_a_flag_it_ignores() -> None:
+    """Each option a command accepts is read by the function that runs it: a flag that is
+    accepted and silently ignored misleads whoever passes it."""
+    for name, parser in _parsers(build_parser()):
+        func = parser.get_default("func")
+        if func is None:
+            continue  # a group: its commands are checked
+        reads = _reads(func)
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.dest in reads, f"`roomsvc {name}` takes {action.option_strings or action.dest} but never reads it"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("room", "secret", "set", "--room", "r1", "--id", "x"), "give exactly one value source"),
+        (("room", "secret", "set", "--room", "r1", "--id", "x", "--text", "a", "--base64", "QQ=="), "give exactly one value source"),
+        (("room", "secret", "set", "--room", "r1", "--id", "x", "--base64", "not base64!"), "not valid base64"),
+        (("room", "secret", "oauth", "--room", "r1", "--from-participant-id", "p1"), "name a --connector"),
+        (("token", "revoke", "--jti", "abc", "--room", "r1"), "--room narrows --identity"),
+        (("audit", "--since", "yesterday"), "--since takes seconds ago"),
+        (("secret", "keys", "create", "--id", "k", "--data", "NOEQUALS"), "no '='"),
+        (("toolkit", "proxy", "--room", "r1", "--listen", "nowhere", "--upstream", "https://example.com",
+          "--header-secret", "A:{x}"), "--listen takes HOST:PORT"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_hint_before_anything_is_sent(args, message: str) -> None:
+    # nothing listens on port 9: had the command sent anything, it would say it cannot reach roomsvc
+    result = run(*args, env={"ROOMSVC_URL": "http://127.0.0.1:9", "ROOMSVC_TOKEN": "x"})
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "cannot reach" not in result.stderr
+    command = " ".join(itertools.takewhile(lambda a: not a.startswith("-"), args))
+    assert "nothing was sent" in result.stderr and f"`roomsvc {command}" in result.stderr, result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +173,7 @@ def test_token_command_prints_a_meshagent_shaped_token(started: Server) -> None:
 )
 def test_token_command_errors_say_what_to_do(started: Server, args, message: str) -> None:
     result = run("token", "--data-dir", str(started.data_dir), *args)
-    assert result.returncode == 1 and message in result.stderr
+    assert result.returncode == 2 and message in result.stderr  # a usage error
 
 
 def test_token_without_keys_explains(tmp_path: Path) -> None:

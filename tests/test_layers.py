@@ -13,7 +13,7 @@ STDLIB = set(sys.stdlib_module_names)
 
 #: third-party library -> where it may be imported
 CONFINED = {
-    "aiohttp": ("transport/", "app.py", "integrations/"),
+    "aiohttp": ("transport/", "client/", "app.py", "integrations/"),
     "aiosqlite": ("storage/sqlite/",),
     "asyncpg": ("storage/postgres/",),
     "redis": ("storage/redis/", "integrations/"),
@@ -54,13 +54,31 @@ def test_layers_point_inwards() -> None:
         "storage/": ("roomsvc.transport", "roomsvc.app", "roomsvc.cli"),
         "crypto/": ("roomsvc.transport", "roomsvc.app", "roomsvc.cli"),
         "integrations/": ("roomsvc.transport", "roomsvc.app", "roomsvc.cli"),
-        "transport/": ("roomsvc.storage", "roomsvc.crypto", "roomsvc.integrations", "roomsvc.app", "roomsvc.cli"),
+        "transport/": ("roomsvc.storage", "roomsvc.crypto", "roomsvc.integrations", "roomsvc.app", "roomsvc.cli",
+                       "roomsvc.client"),
+        "client/": ("roomsvc.domain", "roomsvc.storage", "roomsvc.crypto", "roomsvc.integrations", "roomsvc.app",
+                    "roomsvc.cli"),
     }
     for rel, names, _ in modules():
         for prefix, banned in forbidden.items():
             if rel.startswith(prefix):
-                bad = [n for n in names if n.startswith(banned)]
+                bad = [n for n in names if any(n == b or n.startswith(b + ".") for b in banned)]
                 assert not bad, f"{rel} imports {bad}"
+
+
+def test_clients_stand_apart_from_the_server_transports() -> None:
+    """The client package (HTTP client, room connection, toolkit proxy) speaks to a server the way
+    any other client would: through the wire contract, never through the server's own code. Of the
+    transport package it may use only the wire error table (``transport/errors.py``), which both
+    ends share; the server transports never import a client."""
+    seen = 0
+    for rel, names, _ in modules():
+        if not rel.startswith("client/"):
+            continue
+        seen += 1
+        bad = [n for n in names if n.startswith("roomsvc.transport") and n != "roomsvc.transport.errors"]
+        assert not bad, f"{rel} imports server transport code {bad}"
+    assert seen >= 3  # http.py, room.py, proxy.py
 
 
 def test_each_third_party_library_lives_in_one_place() -> None:

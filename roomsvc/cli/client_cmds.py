@@ -9,15 +9,143 @@ import binascii
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote
 
+from roomsvc.cli.options import Parents, command, usage
 from roomsvc.cli.progress import ProgressBar
 from roomsvc.cli.terminal import printable
+from roomsvc.client.http import ApiClient
 from roomsvc.domain.project_secrets import parse_pairs
 from roomsvc.errors import InvalidRequest, NotFound, Unauthenticated
-from roomsvc.transport.client import ApiClient
+
+
+@dataclass(frozen=True)
+class RoomGroups:
+    """The ``room`` and ``room secret`` subcommands, for the websocket commands to join."""
+
+    room: Any
+    secret: Any
+    #: --room and the client options, as every room secret command takes them
+    secret_parents: list[argparse.ArgumentParser]
+
+
+def register(sub: Any, parents: Parents) -> RoomGroups:
+    """Add room, secret, keys, audit and backup (``token revoke`` is added with ``token``)."""
+    client = [parents.client]
+    rooms = _register_rooms(sub, parents)
+    _register_project_secrets(sub, parents)
+
+    keys = sub.add_parser("keys", help="encryption keys (operator token)", description="The vault's key-encryption keys.")
+    k_sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    command(k_sub, "status", cmd_keys_status, parents=client, help="list keys and how many values each protects")
+    command(k_sub, "rotate", cmd_keys_rotate, parents=client, help="add a key and re-wrap every data key online (shows progress)")
+    p = command(k_sub, "retire", cmd_keys_retire, parents=client, help="remove an old key once nothing uses it")
+    p.add_argument("key_id")
+
+    p = command(sub, "audit", cmd_audit, parents=[*client, parents.json], help="show the audit log",
+                description="Show audit lines (operator token).")
+    p.add_argument("--room")
+    p.add_argument("--identity")
+    p.add_argument("--since", help="seconds ago (e.g. 3600) or an epoch timestamp")
+    p.add_argument("--limit", type=int, default=1000)
+    audit_sub = p.add_subparsers(dest="audit_command", metavar="COMMAND", required=False)
+    p = command(audit_sub, "prune", cmd_audit_prune, parents=[*client, parents.json],
+                help="delete audit lines older than the retention", description=(
+        "Delete audit lines older than the server's retention (secrets.audit_retention) and show what was "
+        "deleted (operator token). A shorter --older-than is refused: lines younger than the retention are "
+        "never deleted. With retention 0 (keep forever) nothing may be pruned."))
+    p.add_argument("--older-than", type=float, metavar="SECONDS", help="delete lines older than this (default: the retention)")
+    p.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
+
+    p = command(sub, "backup", cmd_backup, parents=client, help="consistent copy of the database", description=(
+        "Ask the running server for a consistent copy of its database (SQLite backup API), written as NAME in "
+        "its backup directory (server.backup_dir, default <data_dir>/backups) and never over an existing file. "
+        "The copy holds ciphertext only; the master key is never in it."))
+    p.add_argument("name", metavar="NAME", help="file name inside the server's backup directory, e.g. roomsvc-2025-01-31.db")
+    return rooms
+
+
+def _register_rooms(sub: Any, parents: Parents) -> RoomGroups:
+    room = sub.add_parser("room", help="rooms and room secrets", description="Rooms and room secrets.")
+    room_sub = room.add_subparsers(dest="room_command", metavar="COMMAND", required=True)
+    p = command(room_sub, "create", cmd_room_create, parents=[parents.client], help="create a room (operator token)")
+    p.add_argument("name")
+    command(room_sub, "list", cmd_room_list, parents=[parents.client], help="list rooms (operator token)")
+
+    secret = room_sub.add_parser("secret", help="room secrets of the token's identity", description="Room secrets.")
+    s_sub = secret.add_subparsers(dest="secret_command", metavar="COMMAND", required=True)
+    in_room = [parents.client, parents.room]
+
+    def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        return command(s_sub, name, func, parents=in_room, help=help_text, description=help_text)
+
+    p = add("set", "store a secret (a new version each time)", cmd_secret_set)
+    p.add_argument("--id", required=True)
+    src = p.add_argument_group("value source (exactly one)")
+    src.add_argument("--text", help="the value as text")
+    src.add_argument("--in", "-i", dest="in_path", metavar="PATH|-", help="read the value from a file or stdin")
+    src.add_argument("--base64", dest="b64", help="the value in base64")
+    p.add_argument("--type", help="MIME-like type tag")
+    p.add_argument("--name")
+    p.add_argument("--for-identity", help="store for another identity (admin grant)")
+    p.add_argument("--delegated-to", help="delegate use of the secret to this identity")
+    p.add_argument("--expected-version", type=int, help="compare-and-swap: only if the current version is this (0 = new)")
+
+    p = add("get", "print a secret's value", cmd_secret_get)
+    p.add_argument("--id", required=True)
+    p.add_argument("--delegated-to")
+    p.add_argument("--for-identity")
+    p.add_argument("--out", "-o", default="-", metavar="PATH|-", help="write the value to a file (default stdout)")
+
+    p = add("exists", "print true or false", cmd_secret_exists)
+    p.add_argument("--id", required=True)
+    p.add_argument("--delegated-to")
+    p.add_argument("--for-identity")
+
+    p = add("list", "list secrets (metadata only, as JSON)", cmd_secret_list)
+    p.add_argument("--for-identity")
+
+    p = add("delete", "delete a secret and all its versions", cmd_secret_delete)
+    p.add_argument("id")
+    p.add_argument("--delegated-to")
+    p.add_argument("--for-identity")
+
+    p = add("versions", "list kept versions of a secret", cmd_secret_versions)
+    p.add_argument("--id", required=True)
+    p.add_argument("--delegated-to")
+    p.add_argument("--for-identity")
+    return RoomGroups(room=room_sub, secret=s_sub, secret_parents=in_room)
+
+
+def _register_project_secrets(sub: Any, parents: Parents) -> None:
+    secret = sub.add_parser("secret", help="project secrets (operator token)", description="Project secrets: keys bags and image pull secrets.")
+    kinds = secret.add_subparsers(dest="secret_kind", metavar="KIND", required=True)
+    keys = kinds.add_parser("keys", help="KEY=VALUE bags for services (container.secrets)")
+    k_sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    pull = kinds.add_parser("pull", help="image pull secrets (container.pull_secret)")
+    p_sub = pull.add_subparsers(dest="pull_command", metavar="COMMAND", required=True)
+    client = [parents.client]
+
+    for kind, group in (("keys", k_sub), ("pull", p_sub)):
+        p = command(group, "create", cmd_project_create, parents=client, help=f"create or update a {kind} secret")
+        p.add_argument("--id", required=True)
+        p.add_argument("--name")
+        if kind == "keys":
+            p.add_argument("--data", required=True, help="space-separated KEY=VALUE pairs, or - to read them from stdin")
+        else:
+            p.add_argument("--server", required=True)
+            p.add_argument("--username", required=True)
+            p.add_argument("--password", help="the password (or - / omitted: read from stdin)")
+            p.add_argument("--email")
+        p.set_defaults(kind=kind)
+        p = command(group, "list", cmd_project_list, parents=client, help=f"list {kind} secrets (metadata only)")
+        p.set_defaults(kind=kind)
+        p = command(group, "delete", cmd_project_delete, parents=client, help=f"delete a {kind} secret")
+        p.add_argument("id")
+        p.set_defaults(kind=kind)
 
 
 def _run(args: argparse.Namespace, work: Callable[[ApiClient], Awaitable[int | None]]) -> int:
@@ -48,7 +176,8 @@ def _addressing(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     if args.room and not args.identity:
-        raise InvalidRequest("--room narrows --identity; a --jti names one token already")
+        with usage():
+            raise InvalidRequest("--room narrows --identity; a --jti names one token already")
     body: dict[str, Any] = {"jti": args.jti} if args.jti is not None else {"identity": args.identity}
     if args.room:
         body["room"] = args.room
@@ -90,7 +219,8 @@ def _read_value(args: argparse.Namespace) -> bytes:
 
 
 def cmd_secret_set(args: argparse.Namespace) -> int:
-    value = _read_value(args)
+    with usage():
+        value = _read_value(args)
     body = {
         "value_base64": base64.b64encode(value).decode(), "type": args.type, "name": args.name,
         "expected_version": args.expected_version, **_addressing(args),
@@ -182,7 +312,9 @@ def cmd_room_list(args: argparse.Namespace) -> int:
 def cmd_project_create(args: argparse.Namespace) -> int:
     if args.kind == "keys":
         text = sys.stdin.read() if args.data == "-" else args.data
-        body: dict[str, Any] = {"name": args.name, "data": parse_pairs(text)}
+        with usage():
+            pairs = parse_pairs(text)
+        body: dict[str, Any] = {"name": args.name, "data": pairs}
     else:
         password = args.password
         if password in (None, "-"):
@@ -265,7 +397,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         try:
             value = float(args.since)
         except ValueError:
-            raise InvalidRequest("--since takes seconds ago (e.g. 3600) or an epoch timestamp") from None
+            with usage():
+                raise InvalidRequest("--since takes seconds ago (e.g. 3600) or an epoch timestamp") from None
         since = value if value > 1_000_000_000 else time.time() - value
 
     async def work(client: ApiClient) -> None:

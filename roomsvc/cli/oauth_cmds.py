@@ -20,9 +20,44 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from roomsvc.cli.client_cmds import RoomGroups
+from roomsvc.cli.options import Parents, command, usage
 from roomsvc.cli.terminal import printable
+from roomsvc.client.room import RoomConnection
 from roomsvc.errors import InvalidRequest, RoomsvcError, Unauthenticated
-from roomsvc.transport.ws.client import RoomConnection
+
+
+def register(rooms: RoomGroups, parents: Parents) -> None:
+    """Add ``room listen``, ``room secret oauth`` and ``room secret request`` to the room groups."""
+    p = command(rooms.room, "listen", cmd_room_listen, parents=[parents.client, parents.room],
+                help="join a room and answer consent and secret requests", description=(
+        "Join the room as a participant (the token's identity), print OAuth consent links, secret requests and "
+        "messages sent to it as they come, and offer provide / reject at a prompt (or read answers line by line "
+        "from a pipe). What others sent is printed with control characters escaped."))
+    p.add_argument("--exit-after", type=int, metavar="N", help="stop after N requests were handled (default: run until Ctrl-C)")
+
+    text = "ask a participant for an OAuth token and print it"
+    p = command(rooms.secret, "oauth", cmd_secret_oauth, parents=rooms.secret_parents, help=text, description=text)
+    p.add_argument("--from-participant-id", required=True, help="the participant who consents (see `room listen`)")
+    p.add_argument("--connector", help="a connector configured on the server (config/connectors/*.toml)")
+    p.add_argument("--client-id", help="inline client (allowed only for endpoints in oauth.inline_endpoints)")
+    p.add_argument("--authorization-endpoint")
+    p.add_argument("--token-endpoint")
+    p.add_argument("--scopes", help="comma-separated")
+    p.add_argument("--client-secret")
+    p.add_argument("--redirect-uri", help="only for participants that run the redirect in their own app")
+    p.add_argument("--delegate-to", help="store the credential for this identity instead")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the consent (default %(default)s)")
+
+    text = "ask a participant for a secret and print it"
+    p = command(rooms.secret, "request", cmd_secret_request, parents=rooms.secret_parents, help=text, description=text)
+    p.add_argument("--from-participant-id", required=True)
+    p.add_argument("--secret-url", required=True, help="what is asked for: MeshAgent's url, an opaque key such as "
+                   "secret://example (--url is the server's address here)")
+    p.add_argument("--type", default="application/octet-stream")
+    p.add_argument("--delegate-to", help="store the answer for this identity instead")
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--out", "-o", default="-", metavar="PATH|-", help="write the value to a file (default stdout)")
 
 
 def _err(text: str) -> None:
@@ -53,6 +88,25 @@ def _run(args: argparse.Namespace, work: Callable[[RoomConnection], Awaitable[in
 
 
 def cmd_secret_oauth(args: argparse.Namespace) -> int:
+    with usage():
+        data = _oauth_request(args)
+
+    async def work(conn: RoomConnection) -> int:
+        _err(f"asking participant {args.from_participant_id} to consent (waiting up to {args.timeout:g} s)...")
+        grant = await conn.request("secrets.request_oauth_token", data, timeout=args.timeout + 10)
+        cred = grant.get("credential", {})
+        account = f" as {cred['subject']}" if cred.get("subject") else ""
+        expires = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(grant.get("expires_at") or 0))
+        _err(f"got a token for {cred.get('connector') or cred.get('id')}{account}, stored as {cred.get('owner')}'s "
+             f"secret {cred.get('id')!r}; it expires at {expires}")
+        print(grant["access_token"])
+        return 0
+
+    return _run(args, work)
+
+
+def _oauth_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The request's data from the command line. Raises: InvalidRequest."""
     data: dict[str, Any] = {"from_participant_id": args.from_participant_id, "timeout": args.timeout}
     if args.connector:
         data["connector"] = args.connector
@@ -71,19 +125,7 @@ def cmd_secret_oauth(args: argparse.Namespace) -> int:
         data["delegate_to"] = args.delegate_to
     if args.redirect_uri:
         data["redirect_uri"] = args.redirect_uri
-
-    async def work(conn: RoomConnection) -> int:
-        _err(f"asking participant {args.from_participant_id} to consent (waiting up to {args.timeout:g} s)...")
-        grant = await conn.request("secrets.request_oauth_token", data, timeout=args.timeout + 10)
-        cred = grant.get("credential", {})
-        account = f" as {cred['subject']}" if cred.get("subject") else ""
-        expires = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(grant.get("expires_at") or 0))
-        _err(f"got a token for {cred.get('connector') or cred.get('id')}{account}, stored as {cred.get('owner')}'s "
-             f"secret {cred.get('id')!r}; it expires at {expires}")
-        print(grant["access_token"])
-        return 0
-
-    return _run(args, work)
+    return data
 
 
 # -- roomsvc room secret request ----------------------------------------------------------------------

@@ -8,38 +8,34 @@ import json
 import shlex
 import signal
 import sys
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
+from roomsvc.cli.options import Parents, command, settings_from, usage
+from roomsvc.client.http import ApiClient
 from roomsvc.clock import SystemClock
 from roomsvc.errors import InvalidRequest, Unauthenticated
-from roomsvc.transport.client import ApiClient
 
 
-def add_toolkit_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None],
-                         client: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(sub: Any, parents: Parents) -> None:
     toolkit = sub.add_parser("toolkit", help="secret headers for toolkits", description=(
         "Resolve HEADER:FORMAT specs (e.g. 'Authorization:Bearer {github}') from the token identity's room secrets."))
     t_sub = toolkit.add_subparsers(dest="toolkit_command", metavar="COMMAND", required=True)
 
-    p = t_sub.add_parser("headers", help="print resolved headers", description="Print resolved headers for scripts.")
-    common(p)
-    client(p)
-    p.add_argument("--room", required=True)
+    p = command(t_sub, "headers", cmd_headers, parents=[parents.client, parents.room], help="print resolved headers",
+                description="Print resolved headers for scripts.")
     p.add_argument("--header-secret", action="append", required=True, metavar="SPEC", help="HEADER:FORMAT (repeatable)")
     p.add_argument("--for-identity", help="another identity's secrets (admin grant)")
     p.add_argument("--destination", metavar="URL", help=(
         "the URL the headers will be sent to; required for a connector credential with allowed_hosts "
         "and for a use-only token"))
     p.add_argument("--format", choices=("json", "curl"), default="json")
-    p.set_defaults(func=cmd_headers)
 
-    p = t_sub.add_parser("proxy", help="run a sidecar proxy that injects the headers", description=(
+    # the proxy reads settings (its timeouts, cache and allow_insecure_loopback) as well as the server's address
+    p = command(t_sub, "proxy", cmd_proxy, parents=[parents.local, parents.client, parents.room],
+                help="run a sidecar proxy that injects the headers", description=(
         "Forward every request to --upstream with the resolved headers injected; the toolkit talks to the "
         "proxy and never sees the credential. Headers are re-resolved before OAuth tokens expire."))
-    common(p)
-    client(p)
-    p.add_argument("--room", required=True)
     p.add_argument("--listen", default="127.0.0.1:8781", metavar="HOST:PORT",
                    help="where the proxy listens (port 0 = any); loopback unless --allow-remote")
     p.add_argument("--allow-remote", action="store_true", help=(
@@ -47,7 +43,6 @@ def add_toolkit_commands(sub: Any, common: Callable[[argparse.ArgumentParser], N
     p.add_argument("--upstream", required=True, metavar="URL")
     p.add_argument("--header-secret", action="append", required=True, metavar="SPEC", help="HEADER:FORMAT (repeatable)")
     p.add_argument("--for-identity", help="another identity's secrets (admin grant)")
-    p.set_defaults(func=cmd_proxy)
 
 
 async def _resolve(client: ApiClient, args: argparse.Namespace, destination: str | None) -> list[dict[str, Any]]:
@@ -83,18 +78,18 @@ def _listen_address(text: str) -> tuple[str, int]:
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
-    from roomsvc.cli.main import settings_from
+    from roomsvc.client.proxy import HeaderCache, SidecarProxy, check_listen, check_upstream, serve_proxy
     from roomsvc.logs import setup_logging
-    from roomsvc.transport.proxy import HeaderCache, SidecarProxy, check_listen, check_upstream, serve_proxy
 
     if not args.token:
         raise Unauthenticated("no token: pass --token or set ROOMSVC_TOKEN")
     settings = settings_from(args)
     setup_logging(level=settings.server.log_level, json_lines=settings.server.log_json)
     allow_private = settings.server.allow_insecure_loopback
-    upstream = check_upstream(args.upstream, allow_private=allow_private)
-    host, port = _listen_address(args.listen)
-    check_listen(host, allow_remote=args.allow_remote)
+    with usage():
+        upstream = check_upstream(args.upstream, allow_private=allow_private)
+        host, port = _listen_address(args.listen)
+        check_listen(host, allow_remote=args.allow_remote)
 
     async def go() -> int:
         async with ApiClient(args.url, args.token) as client:

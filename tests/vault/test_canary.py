@@ -148,8 +148,8 @@ async def test_canary_through_every_cli_command(canary_server: Server, tmp_path:
     big.write_text(value("big") + "x" * 70_000)
     run(*secret, "set", *room, "--id", "c-cli", "--in", str(big), code=1)
     run(*secret, "set", *room, "--id", "c-cli", "--text", value("deny"), "--for-identity", "carol", code=1)
-    run(*secret, "set", *room, "--id", "c-cli", "--text", value("two"), "--base64", "QQ==", code=1)
-    run(*secret, "set", *room, "--id", "c-cli", "--base64", value("bad"), code=1)
+    run(*secret, "set", *room, "--id", "c-cli", "--text", value("two"), "--base64", "QQ==", code=2)  # usage errors
+    run(*secret, "set", *room, "--id", "c-cli", "--base64", value("bad"), code=2)
     run(*secret, "set", *room, "--id", "c-cli", "--text", value("notoken"), token="", code=1)
     run(*secret, "get", *room, "--id", "c-missing", code=1)
     run(*secret, "delete", *room, "c-cli")
@@ -158,7 +158,7 @@ async def test_canary_through_every_cli_command(canary_server: Server, tmp_path:
     # project secrets
     run("secret", "keys", "create", "--id", "c-keys", "--data", f"TOKEN={value('keys')} OTHER=1", token=op)
     run("secret", "keys", "create", "--id", "c-keys-kept", "--data", f"TOKEN={value('keys-kept')}", token=op)
-    run("secret", "keys", "create", "--id", "c-bad", "--data", f"A=1 {value('keys-bad')}", token=op, code=1)
+    run("secret", "keys", "create", "--id", "c-bad", "--data", f"A=1 {value('keys-bad')}", token=op, code=2)
     run("secret", "keys", "list", token=op)
     run("secret", "keys", "delete", "c-keys", token=op)
     run("secret", "pull", "create", "--id", "c-pull", "--server", "r.example", "--username", "u", token=op,

@@ -164,7 +164,7 @@ async def test_cli_and_admin_api_round_trip_without_ever_returning_values(server
     assert json.loads(cli_ok(server, "secret", "pull", "list", token=op)) == []
 
     bad = server.cli("secret", "keys", "create", "--id", "env3", "--data", f"A=1 {KEY_VALUE}", token=op)
-    assert bad.returncode == 1 and KEY_VALUE not in bad.stderr.decode() and b"no '='" in bad.stderr
+    assert bad.returncode == 2 and KEY_VALUE not in bad.stderr.decode() and b"no '='" in bad.stderr  # a usage error
 
     lines = [line for line in await audit_lines(server, identity="operator") if line["room"] is None]
     seen = {(line["secret_id"], line["action"], line["outcome"]) for line in lines}

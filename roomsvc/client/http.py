@@ -1,4 +1,4 @@
-"""A small HTTP client for the roomsvc API (used by the CLI; aiohttp stays in transport)."""
+"""A small HTTP client for the roomsvc API (the CLI's client commands; the toolkit proxy resolves headers with it)."""
 
 from __future__ import annotations
 

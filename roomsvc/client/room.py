@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from roomsvc.client.http import _BY_NAME
 from roomsvc.errors import (
     DependencyMissing,
     NotFound,
@@ -26,7 +27,6 @@ from roomsvc.errors import (
 _REFUSALS: dict[int, type[RoomsvcError]] = {
     401: Unauthenticated, 403: PermissionDenied, 404: NotFound, 429: TooManyConnections, 503: Overloaded,
 }
-from roomsvc.transport.client import _BY_NAME
 
 _EXTRA = {cls.name: cls for cls in RoomsvcError.__subclasses__()}
 
