@@ -16,27 +16,13 @@ import pytest
 
 from roomsvc.app import Runtime, open_runtime
 from roomsvc.config import load_settings
-from roomsvc.domain.events import Notice, RoomEvent
 from roomsvc.domain.principal import Principal
 from roomsvc.errors import InvalidState, PermissionDenied, Rejected
 from roomsvc.ids import Identity, RoomName
 from tests.oauth.conftest import APP_REDIRECT, CLIENT_SECRET, OAuthEnv
 from tests.oauth.flows import query
 from tests.peers.oidc.flow_driver import drive_consent
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: asyncio.Queue[RoomEvent] = asyncio.Queue()
-
-    def deliver(self, event: RoomEvent) -> None:
-        self.events.put_nowait(event)
-
-    async def notice(self, kind: str) -> Notice:
-        while True:
-            event = await asyncio.wait_for(self.events.get(), 10)
-            if isinstance(event, Notice) and event.kind == kind:
-                return event
+from tests.support.fakes import Sink
 
 
 def principal(identity: str) -> Principal:
