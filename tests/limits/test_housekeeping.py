@@ -10,13 +10,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
 from tests.support.native_client import NativeClient
 from tests.support.server import REPO, Server
+from tests.support.waiting import until
 
 ROOM = "house"
 INLINE = {"client_id": "c", "authorization_endpoint": "http://127.0.0.1:9/auth",
@@ -32,12 +32,8 @@ def _rows(server: Server, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[
         db.close()
 
 
-async def _until(condition: Callable[[], bool], what: str, *, within: float = 20.0) -> None:
-    """A bounded poll for a state the server reaches on its own timer."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {within} s: {what}"
-        await asyncio.sleep(0.1)
+#: a bounded poll for a state the server reaches on its own timer (a subprocess's)
+_until = until
 
 
 async def test_an_abandoned_pending_flow_and_its_sealed_verifier_are_purged_without_a_new_flow(make_server: Any) -> None:

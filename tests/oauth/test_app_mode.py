@@ -23,6 +23,7 @@ from tests.oauth.conftest import APP_REDIRECT, CLIENT_SECRET, OAuthEnv
 from tests.oauth.flows import query
 from tests.peers.oidc.flow_driver import drive_consent
 from tests.support.fakes import Sink
+from tests.support.waiting import until
 
 
 def principal(identity: str) -> Principal:
@@ -121,13 +122,12 @@ async def test_an_answer_whose_sender_goes_away_mid_exchange_still_completes_the
         callback = await drive_consent(browser, app_authorize_url(data, "app-state"), login="olga")
     flows = SqliteFlowStore(runtime.store)
     answer = asyncio.create_task(oauth.provide_authorization(person, data["request_id"], query(callback)["code"]))
-    # the provider answers the token request after a delay: cancel while the flow is exchanging
-    for _ in range(500):
+    # the provider answers the token request after a delay (50 ms): cancel while the flow is exchanging
+    async def exchanging() -> bool:
         flow = await flows.get_flow(id=data["request_id"])
-        if flow is not None and flow.status is FlowStatus.EXCHANGING:
-            break
-        await asyncio.sleep(0.005)
-    assert flow is not None and flow.status is FlowStatus.EXCHANGING
+        return flow is not None and flow.status is FlowStatus.EXCHANGING
+
+    await until(exchanging, "the flow is exchanging the code", within=10, poll=0.002)
     answer.cancel()
     grant = await asyncio.wait_for(task, 10)
     assert grant.credential["owner"] == "olga" and (await oauth_env.userinfo(grant.access_token))[0] == 200

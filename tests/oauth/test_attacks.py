@@ -10,7 +10,16 @@ import aiohttp
 import pytest
 
 from tests.oauth.conftest import OAuthEnv
-from tests.oauth.flows import ask, consent, error_of, finish, open_link, query, stored, with_query
+from tests.oauth.flows import (
+    ask,
+    consent,
+    error_of,
+    finish,
+    open_link,
+    query,
+    stored,
+    with_query,
+)
 from tests.support.inprocess import InProcessServer
 from tests.support.native_client import NativeClient
 from tests.support.server import Server

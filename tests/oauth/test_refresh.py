@@ -14,7 +14,12 @@ import base64
 
 import aiohttp
 
-from tests.oauth.conftest import ACCESS_TOKEN_TTL, CLIENT_SECRET, REFRESH_MARGIN, OAuthEnv
+from tests.oauth.conftest import (
+    ACCESS_TOKEN_TTL,
+    CLIENT_SECRET,
+    REFRESH_MARGIN,
+    OAuthEnv,
+)
 from tests.oauth.flows import (
     ask,
     consent,

@@ -59,6 +59,8 @@ class Server:
         )
         stderr.close()
         found: dict[str, Any] = {}
+        # set when the banner names the port, or when stdout ends (the process exited)
+        listening = threading.Event()
 
         def read() -> None:
             assert self.proc and self.proc.stdout
@@ -67,17 +69,17 @@ class Server:
                 m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
                 if m and "port" not in found:
                     found["port"] = int(m.group(1))
+                    listening.set()
+            listening.set()
 
         self._reader = threading.Thread(target=read, daemon=True)
         self._reader.start()
-        deadline = time.monotonic() + timeout
-        while "port" not in found:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"roomsvc exited with {self.proc.returncode}:\n{self.stderr()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"roomsvc did not start in {timeout}s:\n{self.stderr()}")
-            time.sleep(0.02)
+        if not listening.wait(timeout):
+            self.kill()
+            raise RuntimeError(f"roomsvc did not start in {timeout}s:\n{self.stderr()}")
+        if "port" not in found:
+            self.proc.wait()
+            raise RuntimeError(f"roomsvc exited with {self.proc.returncode}:\n{self.stderr()}")
         self.port = found["port"]
         return self
 
