@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -38,6 +38,8 @@ class InProcessServer:
         self._port = port
         self.runtime: Runtime | None = None
         self._runner: web.AppRunner | None = None
+        #: how many times each housekeeping job (runtime.periodic, by name) has run
+        self.periodic_runs: dict[str, int] = {}
 
     async def start(self) -> "InProcessServer":
         settings = load_settings(environ={
@@ -45,8 +47,19 @@ class InProcessServer:
             "ROOMSVC_SERVER_PORT": str(self._port),
         })
         self.runtime = await open_runtime(settings, clock=self.clock)
+        # count the housekeeping jobs' runs, so a test can wait for the next run of one
+        self.runtime.periodic[:] = [(name, interval, self._counted(name, job))
+                                    for name, interval, job in self.runtime.periodic]
         self._runner = await start_site(build_app(self.runtime), self.runtime)
         return self
+
+    def _counted(self, name: str, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
+        async def run() -> object:
+            try:
+                return await job()
+            finally:
+                self.periodic_runs[name] = self.periodic_runs.get(name, 0) + 1
+        return run
 
     async def stop(self) -> None:
         if self._runner is not None:
