@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +83,18 @@ class Server:
             self.proc.wait()
             raise RuntimeError(f"roomsvc exited with {self.proc.returncode}:\n{self.stderr()}")
         self.port = found["port"]
+        self._answers(deadline=time.monotonic() + timeout)
         return self
+
+    def _answers(self, *, deadline: float) -> None:
+        """Wait for one HTTP answer. roomsvc prints its banner just before it installs its
+        SIGTERM handler, in the same step of the event loop: once it answers a request,
+        the handler is in place, and a stop() right after start() shuts down cleanly."""
+        try:
+            direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never an http_proxy from the env
+            direct.open(f"{self.url}/healthz", timeout=max(0.1, deadline - time.monotonic())).close()
+        except urllib.error.HTTPError:
+            pass  # an answer all the same
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.proc is None:
