@@ -14,9 +14,9 @@ from aiohttp import WSCloseCode, web
 from roomsvc.clock import Clock, SystemClock
 from roomsvc.config import Settings, environment
 from roomsvc.connectors import load_connectors
+from roomsvc.crypto.api_keys import api_key_room_token
 from roomsvc.crypto.envelope import EnvelopeCipher
 from roomsvc.crypto.keyring import KeyringService
-from roomsvc.crypto.api_keys import api_key_room_token
 from roomsvc.crypto.keys import KeySources, LoadedKeys, load_keys
 from roomsvc.crypto.tokens import TokenVerifier
 from roomsvc.domain.audit import Auditor
@@ -39,7 +39,6 @@ from roomsvc.domain.secret_requests import SecretRequestService
 from roomsvc.domain.secret_writes import SecretWriter
 from roomsvc.domain.secrets import SecretService
 from roomsvc.domain.services import Services
-from roomsvc.errors import InvalidRequest, NotFound, Unauthenticated
 from roomsvc.integrations.oauth_provider import AiohttpOAuthProvider
 from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
 from roomsvc.storage.sqlite.store import SqliteStore, database_exists
@@ -47,12 +46,12 @@ from roomsvc.transport.http.keys import CONNECTIONS, METRICS, READY, SERVICES
 from roomsvc.transport.http.middleware import AccessLogger, errors_middleware
 from roomsvc.transport.http.oauth_api import OAuthLinks
 from roomsvc.transport.http.routes import add_routes
+from roomsvc.transport.meshagent.accounts import RoomConnectHandler
+from roomsvc.transport.meshagent.codec import MeshAgentCodec
 from roomsvc.transport.metrics import Metrics
 from roomsvc.transport.ws.connection import Connection
 from roomsvc.transport.ws.endpoint import Endpoint, close_revoked
 from roomsvc.transport.ws.native import NativeCodec
-from roomsvc.transport.meshagent.accounts import RoomConnectHandler
-from roomsvc.transport.meshagent.codec import MeshAgentCodec
 
 log = logging.getLogger("roomsvc")
 

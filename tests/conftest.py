@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.inprocess import InProcessServer
 from tests.support.server import Server
 
 
@@ -28,3 +29,20 @@ def make_server(tmp_path: Path):
     yield start
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture
+async def make_fake_time_server(tmp_path: Path):
+    """Start in-process servers on a FakeClock (tests/support/inprocess.py) with their own
+    settings, for expiry, TTL and retention tests that move time instead of waiting; all
+    are stopped at the end of the test."""
+    started: list[InProcessServer] = []
+
+    async def start(env: dict[str, str] | None = None) -> InProcessServer:
+        srv = await InProcessServer(tmp_path / f"fake-time{len(started)}", env=env).start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        await srv.stop()

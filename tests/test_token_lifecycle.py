@@ -17,15 +17,14 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from roomsvc.app import Runtime, build_app, open_runtime, start_site
-from roomsvc.clock import FakeClock
-from roomsvc.config import load_settings
 from roomsvc.crypto.tokens import describe_unverified, mint
 from roomsvc.domain.principal import build_claims
 from roomsvc.transport.meshagent.packing import ErrorContent, JsonContent
 from tests.meshagent.raw_client import RawClient
+from tests.support.inprocess import InProcessServer
 from tests.support.native_client import NativeClient, ResponseError
 from tests.support.server import Server
+from tests.support.waiting import until
 
 #: an upper bound for waiting on a close that should come (a failure, not a timing check)
 CLOSE_WAIT = 20
@@ -62,36 +61,24 @@ async def test_an_expiring_token_closes_native_and_meshagent_sockets_with_4001(m
 
 
 @pytest.fixture
-async def fake_time_server(tmp_path: Path) -> AsyncIterator[tuple[Runtime, FakeClock, str]]:
+async def fake_time_server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
     """An in-process server on a clock the test moves: the token expires for the server
     while the socket's expiry timer (real time, ten minutes away) has not fired, so only
     the per-request check can refuse."""
-    clock = FakeClock(start=time.time())
-    settings = load_settings(environ={
-        "ROOMSVC_SERVER_DATA_DIR": str(tmp_path / "data"), "ROOMSVC_SERVER_HOST": "127.0.0.1", "ROOMSVC_SERVER_PORT": "0",
-        "ROOMSVC_SERVER_ALLOW_INSECURE_LOOPBACK": "1", "ROOMSVC_TOKENS_LEEWAY": "0",
-    })
-    runtime = await open_runtime(settings, clock=clock)
-    app = build_app(runtime)
-    runner = await start_site(app, runtime)
+    server = await InProcessServer(tmp_path / "data", env={"ROOMSVC_TOKENS_LEEWAY": "0"}).start()
     try:
-        yield runtime, clock, f"http://127.0.0.1:{runtime.bound_port}"
+        yield server
     finally:
-        await runner.cleanup()
+        await server.stop()
 
 
 async def test_a_request_on_a_socket_whose_token_expired_is_refused(fake_time_server) -> None:
-    runtime, clock, url = fake_time_server
-
-    def token(identity: str) -> str:
-        claims = build_claims(identity=identity, room="room1", api={"secrets": {}}, issued_at=int(clock.now()), ttl=600)
-        return mint(runtime.keys.signing, claims)
-
-    native = await NativeClient.connect(f"{url}/v1/rooms/room1/ws", token("late-n"))
-    mesh = await RawClient.connect(url, "room1", token("late-m"))
+    server = fake_time_server
+    native = await NativeClient.connect(server.ws_url("room1"), server.token("late-n", api=("secrets",)))
+    mesh = await RawClient.connect(server.url, "room1", server.token("late-m", api=("secrets",)))
     try:
         await native.request("secrets.list")  # fine while the token is valid
-        clock.advance(601)
+        server.clock.advance(601)
         with pytest.raises((ResponseError, ConnectionError)) as refused:
             await native.request("secrets.list")
         if isinstance(refused.value, ResponseError):
@@ -151,10 +138,10 @@ async def test_cli_revoke_by_identity_closes_sockets_and_later_tokens_work(serve
     finally:
         await native.close()
         await mesh.close()
-    # iat is whole seconds: a token minted in the revocation's second is revoked too
+    # iat is whole seconds: a token minted in the revocation's second is revoked too, so
+    # wait for the real server's clock (a subprocess: not ours to move) to reach the next one
     revoked_at = time.time()
-    while int(time.time()) <= int(revoked_at):
-        await asyncio.sleep(0.05)
+    await until(lambda: int(time.time()) > int(revoked_at), "the next whole second")
     fresh = server.token("id-victim", api=("secrets",))
     assert await http_status(server, fresh) == 200
     again = await NativeClient.connect(server.ws_url("room1"), fresh)
@@ -197,23 +184,23 @@ async def test_a_revocation_survives_a_restart(make_server, tmp_path: Path) -> N
 
 async def test_the_auth_deadline_holds_while_the_client_keeps_pinging(server: Server) -> None:
     async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(server.ws_url("room1"), autoping=True)
-
-        async def keep_pinging() -> None:
-            while not ws.closed:
-                await ws.ping()
-                await asyncio.sleep(0.2)
-
-        pinger = asyncio.create_task(keep_pinging())
+        # pings in lock step with the server's pongs (autoping off, so the test sees them):
+        # the client is never idle, and the auth deadline must close it all the same
+        ws = await http.ws_connect(server.ws_url("room1"), autoping=False)
+        pongs = 0
         try:
+            await ws.ping()
             msg = await asyncio.wait_for(ws.receive(), CLOSE_WAIT)
-            while msg.type == aiohttp.WSMsgType.PONG:
+            while msg.type in (aiohttp.WSMsgType.PONG, aiohttp.WSMsgType.PING):
+                if msg.type == aiohttp.WSMsgType.PING:
+                    await ws.pong(msg.data)
+                else:
+                    pongs += 1
+                    await ws.ping()
                 msg = await asyncio.wait_for(ws.receive(), CLOSE_WAIT)
             assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-            assert ws.close_code == 4008
+            assert ws.close_code == 4008 and pongs > 1
         finally:
-            pinger.cancel()
-            await asyncio.gather(pinger, return_exceptions=True)
             await ws.close()
 
 

@@ -21,11 +21,12 @@ async def serve(settings: Settings, *, extra=None) -> int:
     runtime = await open_runtime(settings)
     _announce_modes(settings, runtime)
     runner = await start_site(build_app(runtime, extra=extra), runtime)
-    _print_banner(settings, runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # the banner says "stop with SIGTERM": the handlers are in place before anyone reads it
+    _print_banner(settings, runtime)
     await stop.wait()
     log.info("shutting down: closing connections (1001) and flushing storage")
     await runner.cleanup()

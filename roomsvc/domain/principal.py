@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from roomsvc.errors import PermissionDenied, Unauthenticated
+from roomsvc.errors import InvalidRequest, PermissionDenied, Unauthenticated
 from roomsvc.ids import Identity, RoomName, parse_identity, parse_room
-from roomsvc.errors import InvalidRequest
 
 ROLES = ("user", "agent", "tool")
 

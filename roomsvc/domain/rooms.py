@@ -26,8 +26,8 @@ from roomsvc.domain.events import (
     ParticipantUpdated,
     RoomEvent,
 )
-from roomsvc.domain.principal import Principal
 from roomsvc.domain.ports import RoomRecord, RoomRepository
+from roomsvc.domain.principal import Principal
 from roomsvc.domain.ratelimit import MESSAGES, RateLimiter
 from roomsvc.errors import (
     InvalidRequest,

@@ -3,7 +3,6 @@ against a real server, a real proxy process and recording upstream servers."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -15,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests.support.server import REPO, Server
+from tests.support.waiting import until
 
 ROOM = "tools"
 
@@ -222,10 +222,13 @@ async def test_the_proxy_picks_up_a_rotated_secret(server: Server, tokens) -> No
                 assert r.status == 200
             assert upstream.seen[-1]["x-api-key"] == "v1"
             await put_secret(session, server, tokens["tool"], "rotating", "v2")
-            await asyncio.sleep(0.7)  # proxy.cache_ttl is 0.5 s here
-            async with session.get(proxy.url + "/b") as r:
-                assert r.status == 200
-            assert upstream.seen[-1]["x-api-key"] == "v2"
+
+            async def rotated() -> bool:  # once proxy.cache_ttl (0.5 s here) has run out
+                async with session.get(proxy.url + "/b") as r:
+                    assert r.status == 200
+                return bool(upstream.seen[-1]["x-api-key"] == "v2")
+
+            await until(rotated, "the proxy sends the rotated value", poll=0.1)
     finally:
         proxy.stop()
         await upstream.stop()

@@ -25,7 +25,7 @@ from tests.headers.test_header_injection import Proxy, Recorder
 from tests.meshagent.raw_client import RawClient
 from tests.oauth.conftest import OAuthEnv
 from tests.oauth.flows import run_flow
-from tests.support.native_client import NativeClient, ResponseError
+from tests.support.native_client import ResponseError
 from tests.support.server import REPO, Server
 from tests.vault.conftest import audit_lines, native, now
 

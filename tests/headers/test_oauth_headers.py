@@ -30,7 +30,10 @@ async def test_proxy_in_front_of_userinfo_survives_token_expiry(oauth_env: OAuth
             async with aiohttp.ClientSession() as session:
                 async with session.get(f"{proxy.url}/me") as r:
                     assert r.status == 200 and (await r.json())["sub"] == person_id
-                await asyncio.sleep(ACCESS_TOKEN_TTL + 1)  # the access token has expired at the provider
+                # a real sleep, and the behaviour under test: the access token expires at the
+                # real provider (a subprocess whose clock we do not control), and the proxy
+                # and roomsvc (subprocesses too) must notice and refresh on their own
+                await asyncio.sleep(ACCESS_TOKEN_TTL + 1)
                 async with session.get(f"{proxy.url}/me") as r:
                     assert r.status == 200 and (await r.json())["sub"] == person_id
             after = (await oauth_env.stats())["token"].get("refresh_token", 0)

@@ -20,7 +20,7 @@ from roomsvc.domain.secrets import KIND_OAUTH, Address
 from roomsvc.errors import NotFound
 from roomsvc.ids import Identity, RoomName, SecretBytes, SecretId
 from roomsvc.integrations.oauth_provider import AiohttpOAuthProvider
-from tests.oauth.test_refresh_policy import FakeVault
+from tests.support.fakes import FakeVault
 
 ROOM, OWNER = RoomName("r"), Identity("tool")
 RECORD = SecretRecord(ROOM, OWNER, SecretId("crm"), None, "application/json", "crm", KIND_OAUTH, 1, 0.0, 0.0)

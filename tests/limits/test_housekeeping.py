@@ -10,13 +10,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
 from tests.support.native_client import NativeClient
 from tests.support.server import REPO, Server
+from tests.support.waiting import until
 
 ROOM = "house"
 INLINE = {"client_id": "c", "authorization_endpoint": "http://127.0.0.1:9/auth",
@@ -32,12 +32,10 @@ def _rows(server: Server, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[
         db.close()
 
 
-async def _until(condition: Callable[[], bool], what: str, *, within: float = 20.0) -> None:
-    """A bounded poll for a state the server reaches on its own timer."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {within} s: {what}"
-        await asyncio.sleep(0.1)
+#: the flow purge's name among the server's housekeeping jobs
+PURGE = "oauth flow purge"
+#: a bounded poll for a state the server reaches on its own timer (a subprocess's)
+_until = until
 
 
 async def test_an_abandoned_pending_flow_and_its_sealed_verifier_are_purged_without_a_new_flow(make_server: Any) -> None:
@@ -62,9 +60,11 @@ async def test_an_abandoned_pending_flow_and_its_sealed_verifier_are_purged_with
     await _until(lambda: not _rows(restarted, "SELECT id FROM oauth_flows"), "the abandoned flow's row is deleted")
 
 
-async def test_a_timed_out_flow_row_is_deleted_after_the_grace(make_server: Any) -> None:
-    server = make_server({"ROOMSVC_OAUTH_INLINE_ENDPOINTS": "http://127.0.0.1:9/*",
-                          "ROOMSVC_OAUTH_FLOW_PURGE_INTERVAL": "0.2", "ROOMSVC_OAUTH_FLOW_PURGE_GRACE": "0.5"})
+async def test_a_timed_out_flow_row_is_deleted_after_the_grace(make_fake_time_server: Any) -> None:
+    grace = 600
+    server = await make_fake_time_server({"ROOMSVC_OAUTH_INLINE_ENDPOINTS": "http://127.0.0.1:9/*",
+                                          "ROOMSVC_OAUTH_FLOW_PURGE_INTERVAL": "0.05",
+                                          "ROOMSVC_OAUTH_FLOW_PURGE_GRACE": str(grace)})
     agent = await NativeClient.connect(server.ws_url(ROOM), server.token("agent", ROOM, api=("secrets",), role="agent"))
     person = await NativeClient.connect(server.ws_url(ROOM), server.token("person", ROOM, api=("secrets",)))
     try:
@@ -73,6 +73,14 @@ async def test_a_timed_out_flow_row_is_deleted_after_the_grace(make_server: Any)
                 "from_participant_id": person.participant_id, "oauth": INLINE, "timeout": 0.3}, timeout=30)
         except Exception as exc:  # noqa: BLE001 - the consent times out: that is the point
             assert getattr(exc, "code", None) == 1009, exc
+        # the ended flow is kept through the grace (the purge runs every 50 ms meanwhile)...
+        await _until(lambda: bool(_rows(server, "SELECT id FROM oauth_flows WHERE status != 'pending'")),
+                     "the flow has ended")
+        purges = server.periodic_runs.get(PURGE, 0)
+        await _until(lambda: server.periodic_runs.get(PURGE, 0) > purges + 1, "two more purges ran")
+        assert _rows(server, "SELECT id FROM oauth_flows"), "purged before the grace"
+        # ...and deleted once the grace has passed
+        server.clock.advance(grace + 1)
         await _until(lambda: not _rows(server, "SELECT id FROM oauth_flows"), "the expired flow's row is deleted")
     finally:
         await agent.close()
@@ -167,8 +175,12 @@ async def test_audit_prune_is_refused_when_lines_are_kept_forever(make_server: A
     assert participant.returncode != 0 and b"operator token" in participant.stderr
 
 
-async def test_the_server_prunes_the_audit_log_on_its_own(make_server: Any) -> None:
-    server = make_server({"ROOMSVC_SECRETS_AUDIT_RETENTION": "1", "ROOMSVC_SECRETS_AUDIT_PRUNE_INTERVAL": "0.3"})
+async def test_the_server_prunes_the_audit_log_on_its_own(make_fake_time_server: Any) -> None:
+    retention = 3600
+    server = await make_fake_time_server({"ROOMSVC_SECRETS_AUDIT_RETENTION": str(retention),
+                                          "ROOMSVC_SECRETS_AUDIT_PRUNE_INTERVAL": "0.05"})
     await _secret_ops(server, "writer", 5)
+    assert len([line for line in _audit(server) if line[1] == "writer"]) == 5  # young lines stay
+    server.clock.advance(retention + 1)
     await _until(lambda: not [line for line in _audit(server) if line[1] == "writer"], "the old lines are pruned")
     assert ("roomsvc:housekeeping", "audit.prune", "ok") in {(line[1], line[2], line[3]) for line in _audit(server)}

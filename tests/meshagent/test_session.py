@@ -4,16 +4,12 @@ connection: no socket, no event loop beyond the joins."""
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
 
 from roomsvc.clock import FakeClock
-from roomsvc.domain.events import ParticipantInfo, RequestEnded, RoomEvent, SecretRequested
-from roomsvc.domain.ports import RoomRecord
+from roomsvc.domain.events import ParticipantInfo, RequestEnded, SecretRequested
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.rooms import Participant, RoomService
 from roomsvc.ids import Identity, ParticipantId, RoomName
-from roomsvc.transport.meshagent.framing import PacketAssembler
-from roomsvc.transport.meshagent.packing import unpack
 from roomsvc.transport.meshagent.session import (
     PROTOCOL,
     MeshAgentSession,
@@ -22,44 +18,9 @@ from roomsvc.transport.meshagent.session import (
     participant_entry,
     room_ws_url,
 )
+from tests.support.fakes import FakeConnection, FakeRooms, Sink
 
 ROOM = RoomName("r")
-
-
-class Rooms:
-    async def get_room(self, name: RoomName) -> RoomRecord | None:
-        return RoomRecord(name, 0.0)
-
-    async def ensure_room(self, name: RoomName, *, created_at: float) -> RoomRecord:
-        return RoomRecord(name, created_at)
-
-
-class FakeConnection:
-    """Collects packets as the single writer would send them."""
-
-    def __init__(self) -> None:
-        self.assembler = PacketAssembler(max_payload=1 << 20)
-        self.pushes: list[tuple[str, dict[str, Any], bytes]] = []
-
-    def send_nowait(self, packet: bytes) -> None:
-        message = self.assembler.feed(packet)
-        if message is not None:
-            header, trailer = unpack(message.payload)
-            self.pushes.append((message.type, header, trailer))
-
-    def take(self) -> list[dict[str, Any]]:
-        """The messaging.send headers since the last call."""
-        out = [h for t, h, _ in self.pushes if t == "messaging.send"]
-        self.pushes.clear()
-        return out
-
-
-class NativeSink:
-    def __init__(self) -> None:
-        self.events: list[RoomEvent] = []
-
-    def deliver(self, event: RoomEvent) -> None:
-        self.events.append(event)
 
 
 def principal(identity: str) -> Principal:
@@ -75,7 +36,7 @@ async def mesh(rooms: RoomService, registry: SessionRegistry, identity: str) -> 
 
 
 async def native(rooms: RoomService, identity: str) -> Participant:
-    return await rooms.join(principal(identity), NativeSink())
+    return await rooms.join(principal(identity), Sink())
 
 
 def test_entries_carry_the_identity_as_name() -> None:
@@ -96,7 +57,7 @@ def test_room_urls_use_websocket_schemes() -> None:
 
 
 async def test_presence_follows_enable_join_update_disable_and_leave() -> None:
-    rooms, registry = RoomService(rooms=Rooms(), clock=FakeClock()), SessionRegistry()  # type: ignore[arg-type]
+    rooms, registry = RoomService(rooms=FakeRooms(), clock=FakeClock()), SessionRegistry()  # type: ignore[arg-type]
     nat = await native(rooms, "nat")
     a, a_conn = await mesh(rooms, registry, "a")
     assert a_conn.take() == []  # nothing before enable
@@ -135,7 +96,7 @@ async def test_presence_follows_enable_join_update_disable_and_leave() -> None:
 
 
 async def test_notices_become_pushes_of_their_own_whatever_the_messaging_state() -> None:
-    rooms, registry = RoomService(rooms=Rooms(), clock=FakeClock()), SessionRegistry()  # type: ignore[arg-type]
+    rooms, registry = RoomService(rooms=FakeRooms(), clock=FakeClock()), SessionRegistry()  # type: ignore[arg-type]
     a, a_conn = await mesh(rooms, registry, "a")
     rooms.notify(a.me, SecretRequested(
         request_id="r1", url="u", type="t", participant_id=a.me.id, timeout=5.0, delegate_to=None,

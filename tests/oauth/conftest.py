@@ -1,9 +1,10 @@
 """A real roomsvc (subprocess) and a real OpenID provider (npm oidc-provider) per module.
 
 Order: pick the provider's port, write a connectors directory pointing at it, start
-two roomsvc servers (the main one, and one with a 1 s ``oauth.state_ttl`` for the
-expired-state attack), then start the provider with both servers' callbacks as the
-web client's redirect URIs. A missing node / npm package skips (or fails under
+the roomsvc server, reserve a port for the in-process server on a fake clock
+(``fake_time_server``: refresh, expiry and state-TTL tests move its clock instead of
+sleeping), then start the provider with both servers' callbacks as the web client's
+redirect URIs. A missing node / npm package skips (or fails under
 ROOMSVC_TEST_REQUIRE_ALL=1) with the reason.
 """
 
@@ -27,6 +28,7 @@ import pytest
 
 from roomsvc.crypto.tokens import mint
 from roomsvc.domain.principal import build_claims
+from tests.support.inprocess import InProcessServer
 from tests.support.native_client import NativeClient
 from tests.support.peers import need
 from tests.support.server import Server
@@ -92,9 +94,12 @@ class Provider:
 @dataclass
 class OAuthEnv:
     server: Server
-    short_state: Server
     provider: Provider
     connectors: Path
+    #: the roomsvc settings of the module's servers (the subprocess and the in-process one)
+    env: dict[str, str]
+    #: the port reserved (and registered at the provider) for ``fake_time_server``
+    fake_time_port: int
     counter: list[int] = field(default_factory=lambda: [0])
 
     @property
@@ -116,25 +121,25 @@ class OAuthEnv:
 
     @contextlib.asynccontextmanager
     async def agent_and_person(self, person_name: str, *, agent_name: str = "agent", agent_role: str = "agent",
-                               ) -> AsyncIterator[tuple[str, str, NativeClient, NativeClient]]:
-        """A fresh agent and person connected to the main server; both closed at the end."""
+                               server: Any = None) -> AsyncIterator[tuple[str, str, NativeClient, NativeClient]]:
+        """A fresh agent and person connected to the main server (or ``server``); both closed at the end."""
         agent_id, person_id = self.ids(agent_name, person_name)
-        agent = await self.connect(agent_id, role=agent_role)
-        person = await self.connect(person_id)
+        agent = await self.connect(agent_id, role=agent_role, server=server)
+        person = await self.connect(person_id, server=server)
         try:
             yield agent_id, person_id, agent, person
         finally:
             await agent.close()
             await person.close()
 
-    async def connect(self, identity: str, *, server: Server | None = None, room: str = "room1",
+    async def connect(self, identity: str, *, server: Any = None, room: str = "room1",
                       api: dict[str, Any] | None = None, role: str = "user") -> NativeClient:
         srv = server or self.server
         token = _token_with_api(srv, identity, room, role, {"secrets": {}} if api is None else api)
         return await NativeClient.connect(srv.ws_url(room), token)
 
 
-def _token_with_api(srv: Server, identity: str, room: str, role: str, api: dict[str, Any]) -> str:
+def _token_with_api(srv: Any, identity: str, room: str, role: str, api: dict[str, Any]) -> str:
     claims = build_claims(identity=identity, room=room, role=role, api=api, issued_at=int(time.time()), ttl=600)
     return mint(srv.keyring(), claims)
 
@@ -173,21 +178,32 @@ def oauth_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "OIDC_TEST_CLIENT_SECRET": CLIENT_SECRET,
     }
     (base / "main").mkdir()
-    (base / "short").mkdir()
     server = Server(base / "main" / "data", env=env).start()
-    short = Server(base / "short" / "data", env={**env, "ROOMSVC_OAUTH_STATE_TTL": "1"}).start()
-    redirects = [f"{server.url}/oauth/callback", f"{short.url}/oauth/callback", APP_REDIRECT]
+    fake_time_port = free_port()
+    redirects = [f"{server.url}/oauth/callback", f"http://127.0.0.1:{fake_time_port}/oauth/callback", APP_REDIRECT]
     try:
         provider = Provider(port, redirects, base / "provider.log", EXTRA_TOKEN_DELAY_MS="50",
                             NATIVE_REDIRECT_URIS=json.dumps(["http://127.0.0.1/oauth/callback"]))
     except BaseException:
         server.stop()
-        short.stop()
         raise
-    yield OAuthEnv(server, short, provider, connectors)
+    yield OAuthEnv(server, provider, connectors, env, fake_time_port)
     provider.stop()
     server.stop()
-    short.stop()
+
+
+@pytest.fixture
+async def fake_time_server(oauth_env: OAuthEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                           ) -> AsyncIterator[InProcessServer]:
+    """The app in process on a fake clock, with the module's connectors and provider:
+    tests move ``fake_time_server.clock`` past an expiry instead of sleeping until it."""
+    monkeypatch.setenv("OIDC_TEST_CLIENT_SECRET", CLIENT_SECRET)  # the connector's client_secret_env
+    env = {k: v for k, v in oauth_env.env.items() if k.startswith("ROOMSVC_")}
+    server = await InProcessServer(tmp_path / "data", env=env, port=oauth_env.fake_time_port).start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from types import MappingProxyType
-from typing import AsyncIterator, TypeVar
+from typing import AsyncIterator
 from urllib.parse import urlencode
 
 import aiohttp
@@ -17,7 +17,7 @@ import pytest
 
 from roomsvc.app import Runtime, open_runtime
 from roomsvc.config import load_settings
-from roomsvc.domain.events import OAuthConsentRequested, RequestEnded, RoomEvent
+from roomsvc.domain.events import OAuthConsentRequested, RequestEnded
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.rooms import Capabilities
 from roomsvc.errors import InvalidState, PermissionDenied, Rejected
@@ -25,24 +25,10 @@ from roomsvc.ids import Identity, RoomName
 from tests.oauth.conftest import APP_REDIRECT, CLIENT_SECRET, OAuthEnv
 from tests.oauth.flows import query
 from tests.peers.oidc.flow_driver import drive_consent
+from tests.support.fakes import Sink
+from tests.support.waiting import until
 
-
-N = TypeVar("N")
 APP = Capabilities(runs_own_redirect=True)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: asyncio.Queue[RoomEvent] = asyncio.Queue()
-
-    def deliver(self, event: RoomEvent) -> None:
-        self.events.put_nowait(event)
-
-    async def notice(self, kind: type[N]) -> N:
-        while True:
-            event = await asyncio.wait_for(self.events.get(), 10)
-            if isinstance(event, kind):
-                return event
 
 
 def principal(identity: str) -> Principal:
@@ -140,13 +126,12 @@ async def test_an_answer_whose_sender_goes_away_mid_exchange_still_completes_the
         callback = await drive_consent(browser, app_authorize_url(data, "app-state"), login="olga")
     flows = SqliteFlowStore(runtime.store)
     answer = asyncio.create_task(oauth.provide_authorization(person, data.request_id, query(callback)["code"]))
-    # the provider answers the token request after a delay: cancel while the flow is exchanging
-    for _ in range(500):
+    # the provider answers the token request after a delay (50 ms): cancel while the flow is exchanging
+    async def exchanging() -> bool:
         flow = await flows.get_flow(id=data.request_id)
-        if flow is not None and flow.status is FlowStatus.EXCHANGING:
-            break
-        await asyncio.sleep(0.005)
-    assert flow is not None and flow.status is FlowStatus.EXCHANGING
+        return flow is not None and flow.status is FlowStatus.EXCHANGING
+
+    await until(exchanging, "the flow is exchanging the code", within=10, poll=0.002)
     answer.cancel()
     grant = await asyncio.wait_for(task, 10)
     assert grant.credential["owner"] == "olga" and (await oauth_env.userinfo(grant.access_token))[0] == 200

@@ -10,13 +10,23 @@ import aiohttp
 import pytest
 
 from tests.oauth.conftest import OAuthEnv
-from tests.oauth.flows import ask, consent, error_of, finish, open_link, query, stored, with_query
+from tests.oauth.flows import (
+    ask,
+    consent,
+    error_of,
+    finish,
+    open_link,
+    query,
+    stored,
+    with_query,
+)
+from tests.support.inprocess import InProcessServer
 from tests.support.native_client import NativeClient
 from tests.support.server import Server
 
 
 @contextlib.asynccontextmanager
-async def pair(env: OAuthEnv, server: Server | None = None) -> AsyncIterator[tuple[NativeClient, NativeClient, str]]:
+async def pair(env: OAuthEnv, server: Server | InProcessServer | None = None) -> AsyncIterator[tuple[NativeClient, NativeClient, str]]:
     agent_id, person_id = env.ids("agent", "victim")
     agent = await env.connect(agent_id, role="agent", server=server)
     person = await env.connect(person_id, server=server)
@@ -70,14 +80,14 @@ async def test_a_callback_with_another_flows_state_is_refused(oauth_env: OAuthEn
             task.cancel()
 
 
-async def test_an_expired_state_is_refused(oauth_env: OAuthEnv, browser: aiohttp.ClientSession) -> None:
-    import asyncio
-
-    server = oauth_env.short_state  # oauth.state_ttl = 1 s
+async def test_an_expired_state_is_refused(oauth_env: OAuthEnv, fake_time_server: InProcessServer,
+                                          browser: aiohttp.ClientSession) -> None:
+    server = fake_time_server
     async with pair(oauth_env, server) as (agent, person, person_id):
         async with token_requests(oauth_env, at_most=0):
             task, callback = await _callback_url(oauth_env, browser, agent, person, person_id)
-            await asyncio.sleep(1.2)
+            assert server.runtime is not None
+            server.clock.advance(server.runtime.settings.oauth.state_ttl + 1)  # past the state's lifetime
             status, page = await finish(browser, callback)
             assert status == 504 and "state_ttl" in page
             assert await error_of(task) == "timeout"

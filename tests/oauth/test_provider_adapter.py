@@ -72,13 +72,18 @@ async def test_bad_token_answers_become_roomsvc_errors(serve: Any, provider: Aio
 
 
 async def test_a_stalled_provider_times_out_as_unavailable(serve: Any, provider: AiohttpOAuthProvider) -> None:
+    answer = asyncio.Event()
+
     async def handler(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(1.0)
+        await answer.wait()  # stalls until the client has given up
         return web.json_response({"access_token": "late"})
 
     base = await serve(handler)
-    with pytest.raises(ProviderUnavailable):
-        await provider.exchange_code(f"{base}/token", AUTH, code="c", redirect_uri="https://x/cb", code_verifier="v" * 43)
+    try:
+        with pytest.raises(ProviderUnavailable):
+            await provider.exchange_code(f"{base}/token", AUTH, code="c", redirect_uri="https://x/cb", code_verifier="v" * 43)
+    finally:
+        answer.set()
 
 
 async def test_an_unreachable_provider_is_unavailable(provider: AiohttpOAuthProvider) -> None:

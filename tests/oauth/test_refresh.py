@@ -1,5 +1,11 @@
 """Refresh against the real provider, which rotates refresh tokens and revokes the whole
-grant when a rotated one is reused: a refresh race would show as a dead grant."""
+grant when a rotated one is reused: a refresh race would show as a dead grant.
+
+roomsvc decides to refresh by its own clock (the stored expiry minus oauth.refresh_margin),
+so these tests run on the in-process server and move its fake clock past the expiry
+instead of sleeping until it; the provider, which accepts a refresh at any time, stays
+real. Expiry at the provider itself (whose clock we do not control) is covered end to end
+by tests/headers/test_oauth_headers.py and the MeshAgent SDK scenario."""
 
 from __future__ import annotations
 
@@ -8,7 +14,12 @@ import base64
 
 import aiohttp
 
-from tests.oauth.conftest import ACCESS_TOKEN_TTL, CLIENT_SECRET, REFRESH_MARGIN, OAuthEnv
+from tests.oauth.conftest import (
+    ACCESS_TOKEN_TTL,
+    CLIENT_SECRET,
+    REFRESH_MARGIN,
+    OAuthEnv,
+)
 from tests.oauth.flows import (
     ask,
     consent,
@@ -20,9 +31,10 @@ from tests.oauth.flows import (
     run_flow,
     stored,
 )
+from tests.support.inprocess import InProcessServer
 from tests.support.native_client import NativeClient
 
-#: long enough for a token to be within the refresh margin
+#: far enough for a token to be within the refresh margin
 EXPIRE = ACCESS_TOKEN_TTL - REFRESH_MARGIN + 0.3
 
 
@@ -31,11 +43,11 @@ async def _offline(agent: NativeClient, person_id: str) -> dict:
 
 
 async def test_the_next_use_after_expiry_refreshes_and_the_new_token_works(
-    oauth_env: OAuthEnv, browser: aiohttp.ClientSession
+    oauth_env: OAuthEnv, fake_time_server: InProcessServer, browser: aiohttp.ClientSession
 ) -> None:
-    async with oauth_env.agent_and_person("gina") as (agent_id, person_id, agent, person):
+    async with oauth_env.agent_and_person("gina", server=fake_time_server) as (agent_id, person_id, agent, person):
         first, _ = await run_flow(browser, agent, person, person_id)
-        await asyncio.sleep(EXPIRE)
+        fake_time_server.clock.advance(EXPIRE)
         before = await oauth_env.stats()
         second = await _offline(agent, person_id)
         after = await oauth_env.stats()
@@ -49,12 +61,12 @@ async def test_the_next_use_after_expiry_refreshes_and_the_new_token_works(
 
 
 async def test_fifty_concurrent_uses_of_an_expired_credential_refresh_once_and_the_grant_lives(
-    oauth_env: OAuthEnv, browser: aiohttp.ClientSession
+    oauth_env: OAuthEnv, fake_time_server: InProcessServer, browser: aiohttp.ClientSession
 ) -> None:
-    async with oauth_env.agent_and_person("hana") as (agent_id, person_id, agent, person):
+    async with oauth_env.agent_and_person("hana", server=fake_time_server) as (agent_id, person_id, agent, person):
         await run_flow(browser, agent, person, person_id)
         for _ in range(2):  # twice: the refresh token rotated by the first round must still work
-            await asyncio.sleep(EXPIRE)
+            fake_time_server.clock.advance(EXPIRE)
             before = await oauth_env.stats()
             answers = await asyncio.gather(*(_offline(agent, person_id) for _ in range(50)))
             after = await oauth_env.stats()
@@ -65,22 +77,22 @@ async def test_fifty_concurrent_uses_of_an_expired_credential_refresh_once_and_t
 
 
 async def test_a_grant_revoked_at_the_provider_gives_reauth_required_and_the_owner_is_told(
-    oauth_env: OAuthEnv, browser: aiohttp.ClientSession
+    oauth_env: OAuthEnv, fake_time_server: InProcessServer, browser: aiohttp.ClientSession
 ) -> None:
-    async with oauth_env.agent_and_person("ivan") as (agent_id, person_id, agent, person):
+    async with oauth_env.agent_and_person("ivan", server=fake_time_server) as (agent_id, person_id, agent, person):
         task, push = await ask(agent, person)
         callback = await consent(browser, await open_link(browser, push["start_url"]), person_id)
         assert (await finish(browser, callback))[0] == 200
         await task
         # the person revokes the grant at the provider (what its account page would do)
-        stored_cred = read_credential(oauth_env.server, "room1", person_id)
+        stored_cred = read_credential(fake_time_server, "room1", person_id)
         assert stored_cred["refresh_token"] and stored_cred["status"] == "active"
         before = await oauth_env.stats()
         assert await revoke_at_provider(
             oauth_env.issuer, stored_cred["refresh_token"], "refresh_token", "roomsvc-web", CLIENT_SECRET
         ) == 200
         assert (await oauth_env.stats())["grants_revoked"] == before["grants_revoked"] + 1
-        await asyncio.sleep(EXPIRE)
+        fake_time_server.clock.advance(EXPIRE)
         assert await error_of(_offline(agent, person_id)) == "reauth_required"
         notice = await person.next_event("secrets.oauth_reauth_required")
         assert notice["data"]["id"] == "oidc" and notice["data"]["connector"] == "oidc"

@@ -22,43 +22,11 @@ from roomsvc.domain.oauth_credentials import (
 from roomsvc.domain.oauth_ports import ClientAuth
 from roomsvc.domain.oauth_refresh import LocalLocks, Refresher, StoredCredential
 from roomsvc.domain.secrets import Address
-from roomsvc.errors import Conflict, OAuthError, ProviderUnavailable, ReauthRequired
+from roomsvc.errors import OAuthError, ProviderUnavailable, ReauthRequired
 from roomsvc.ids import Identity, RoomName, SecretId
+from tests.support.fakes import FakeProvider, FakeVault
 
 ADDR = Address(RoomName("r"), Identity("p"), SecretId("c"), None)
-
-
-class FakeVault:
-    def __init__(self, credential: OAuthCredential) -> None:
-        self.version = 1
-        self.credential = credential
-        self.writes = 0
-
-    async def load(self, addr: Address) -> StoredCredential | None:
-        await asyncio.sleep(0)
-        return StoredCredential(addr, self.version, self.credential)
-
-    async def save(self, addr: Address, credential: OAuthCredential, *, expected_version: int) -> StoredCredential:
-        if expected_version != self.version:
-            raise Conflict("version moved")
-        self.version += 1
-        self.credential = credential
-        self.writes += 1
-        return StoredCredential(addr, self.version, credential)
-
-
-class FakeProvider:
-    def __init__(self, *answers: Any) -> None:
-        self.answers = list(answers)
-        self.calls: list[str] = []
-
-    async def refresh(self, token_endpoint: str, auth: ClientAuth, *, refresh_token: str) -> TokenResponse:
-        self.calls.append(refresh_token)
-        await asyncio.sleep(0.01)
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer  # type: ignore[no-any-return]
 
 
 def make(provider: FakeProvider, cred: OAuthCredential, clock: FakeClock, **kw: Any) -> tuple[Refresher, FakeVault, list]:

@@ -19,7 +19,15 @@ from roomsvc.domain.oauth_connectors import (
     parse_inline_config,
 )
 from roomsvc.domain.oauth_credentials import OAuthCredential, TokenResponse
-from roomsvc.domain.oauth_flows import FlowStatus, InvalidTransition, check_move, iss_ok, new_verifier, same_secret, digest
+from roomsvc.domain.oauth_flows import (
+    FlowStatus,
+    InvalidTransition,
+    check_move,
+    digest,
+    iss_ok,
+    new_verifier,
+    same_secret,
+)
 from roomsvc.errors import ConfigError, InvalidRequest, OAuthError, PermissionDenied
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,8 @@ class Server:
         )
         stderr.close()
         found: dict[str, Any] = {}
+        # set when the banner names the port, or when stdout ends (the process exited)
+        listening = threading.Event()
 
         def read() -> None:
             assert self.proc and self.proc.stdout
@@ -67,19 +71,30 @@ class Server:
                 m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
                 if m and "port" not in found:
                     found["port"] = int(m.group(1))
+                    listening.set()
+            listening.set()
 
         self._reader = threading.Thread(target=read, daemon=True)
         self._reader.start()
-        deadline = time.monotonic() + timeout
-        while "port" not in found:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"roomsvc exited with {self.proc.returncode}:\n{self.stderr()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"roomsvc did not start in {timeout}s:\n{self.stderr()}")
-            time.sleep(0.02)
+        if not listening.wait(timeout):
+            self.kill()
+            raise RuntimeError(f"roomsvc did not start in {timeout}s:\n{self.stderr()}")
+        if "port" not in found:
+            self.proc.wait()
+            raise RuntimeError(f"roomsvc exited with {self.proc.returncode}:\n{self.stderr()}")
         self.port = found["port"]
+        self._answers(deadline=time.monotonic() + timeout)
         return self
+
+    def _answers(self, *, deadline: float) -> None:
+        """Wait for one HTTP answer. roomsvc prints its banner just before it installs its
+        SIGTERM handler, in the same step of the event loop: once it answers a request,
+        the handler is in place, and a stop() right after start() shuts down cleanly."""
+        try:
+            direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never an http_proxy from the env
+            direct.open(f"{self.url}/healthz", timeout=max(0.1, deadline - time.monotonic())).close()
+        except urllib.error.HTTPError:
+            pass  # an answer all the same
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.proc is None:

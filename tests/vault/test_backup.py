@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from tests.support.server import FAST, REPO, Server
+from tests.support.waiting import until
 from tests.vault.conftest import Http
 
 ROOM = "room1"
@@ -55,12 +56,13 @@ async def test_backup_under_load_restores_and_is_sealed_without_its_master_key(t
                     n += 1
 
         writers = [asyncio.create_task(writer(k)) for k in range(3)]
-        await asyncio.sleep(0.3)
+        await until(lambda: len(acked) > 20, "the writers are under way")
         before_backup = dict(acked)
         # a name: the server writes it into its backup directory (server.backup_dir)
         backup = source.data_dir / "backups" / "roomsvc-backup.db"
         result = await asyncio.to_thread(source.cli, "backup", backup.name, token=op)
-        await asyncio.sleep(0.1)
+        acked_by_end = len(acked)
+        await until(lambda: len(acked) > acked_by_end, "the writers go on past the backup")
         stop.set()
         await asyncio.gather(*writers)
         assert result.returncode == 0, result.stderr.decode()

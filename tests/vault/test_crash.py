@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.native_client import NativeClient, ResponseError
 from tests.support.server import Server
+from tests.support.waiting import until
 from tests.vault.conftest import Http
 
 ROOM = "room1"
@@ -124,7 +125,10 @@ async def check_crash_rounds(data_dir: Path, iterations: int, seed: int) -> None
             round_acked = Acked()
             stop = asyncio.Event()
             writers = asyncio.create_task(write_until_killed(server, round_, round_acked, stop))
-            await asyncio.sleep(rng.uniform(0.25, 0.6))
+            # the kill lands at a random point of the load: after a random number of acks
+            kill_after = rng.randint(25, 150)
+            await until(lambda acked=round_acked, n=kill_after: len(acked.created) >= n, f"{kill_after} writes acknowledged",
+                        within=60)
             server.kill()  # SIGKILL: no shutdown, no checkpoint
             stop.set()
             await asyncio.wait_for(writers, 15)

@@ -43,6 +43,7 @@ from tests.domain.test_policy import EXPECTED
 from tests.meshagent.raw_client import RawClient
 from tests.support.native_client import NativeClient, ResponseError
 from tests.support.server import REPO, Server
+from tests.support.waiting import until
 from tests.vault.conftest import Http
 
 ROOM = "room1"
@@ -444,14 +445,14 @@ class Helpers:
 
     async def request_id_for(self, url: str) -> str:
         """The id of the request for ``url``, from whichever participant of erin's got it."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            for source in self.sources:
-                found = source(url)
-                if found:
-                    return found
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no request push for {url}")
+        found: list[str] = []
+
+        def pushed() -> bool:
+            found.extend(filter(None, (source(url) for source in self.sources)))
+            return bool(found)
+
+        await until(pushed, f"a request push for {url}", within=10)
+        return found[0]
 
 
 def native_pushes(client: NativeClient) -> Any:

@@ -11,6 +11,7 @@ import time
 
 from tests.support.native_client import ResponseError
 from tests.support.server import Server
+from tests.support.waiting import until
 from tests.vault.conftest import Http, audit_lines, native
 
 ROOM = "room1"
@@ -88,11 +89,12 @@ async def test_rotate_while_reading_then_retire(server: Server) -> None:
 
     tasks = [asyncio.create_task(http_reader(s)) for s in range(3)] + [asyncio.create_task(ws_reader(9))]
     tasks.append(asyncio.create_task(writer()))
-    await asyncio.sleep(0.2)
+    await until(lambda: len(reads) > 20 and bool(written), "the readers and the writer are under way")
     rotate_started = time.monotonic()
     result = await asyncio.to_thread(server.cli, "keys", "rotate", token=op)
     rotate_ended = time.monotonic()
-    await asyncio.sleep(0.2)
+    written_by_end = len(written)
+    await until(lambda: len(written) > written_by_end and reads[-1] > rotate_ended, "the load goes on past the rotation")
     stop.set()
     await asyncio.gather(*tasks)
 
@@ -157,12 +159,13 @@ async def test_rotation_finishes_when_the_client_goes_away(server: Server) -> No
             first = json.loads(await response.content.readline())
             assert first["done"] == 0 and first["total"] >= 1000
             response.close()  # drop the connection mid-stream
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            keys = (await admin.call("GET", "/v1/admin/keys")).body["keys"]
-            if len(keys) == len(before) + 1 and all(k["uses"] == 0 for k in keys if not k["active"]):
-                break
-            await asyncio.sleep(0.1)
+        keys: list = []
+
+        async def rotated() -> bool:
+            keys[:] = (await admin.call("GET", "/v1/admin/keys")).body["keys"]
+            return len(keys) == len(before) + 1 and all(k["uses"] == 0 for k in keys if not k["active"])
+
+        await until(rotated, "the rotation finishes without its client")
         assert all(k["uses"] == 0 for k in keys if not k["active"]), keys
     lines = [line for line in await audit_lines(server, identity="operator") if line["action"] == "keys.rotate"]
     assert lines[-1]["outcome"] == "ok"

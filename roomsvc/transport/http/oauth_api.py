@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import html
 import logging
-from urllib.parse import urlsplit
 from dataclasses import dataclass
 from typing import Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 

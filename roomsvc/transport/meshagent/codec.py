@@ -29,7 +29,15 @@ from aiohttp import WSMsgType
 
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.services import Services
-from roomsvc.errors import FramingError, InvalidRequest, MessageTooLarge, NotFound, PermissionDenied, RoomsvcError, Unauthenticated
+from roomsvc.errors import (
+    FramingError,
+    InvalidRequest,
+    MessageTooLarge,
+    NotFound,
+    PermissionDenied,
+    RoomsvcError,
+    Unauthenticated,
+)
 from roomsvc.transport.errors import wire_error
 from roomsvc.transport.fields import req_str
 from roomsvc.transport.meshagent import messaging_tools, notices, oauth_tools, secrets_tools  # noqa: F401  (tools register)

@@ -30,7 +30,6 @@ from roomsvc.transport.fields import asked_participant, oauth_client, opt_second
 from roomsvc.transport.meshagent.packing import Content, EmptyContent, FileContent, JsonContent, content_data
 from roomsvc.transport.meshagent.tools import ToolContext, fields, tool
 
-
 # -- plain secrets -------------------------------------------------------------------------------
 
 

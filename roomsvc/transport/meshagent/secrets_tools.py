@@ -20,6 +20,7 @@ from typing import TypedDict
 from roomsvc.domain.ports import SecretRecord
 from roomsvc.errors import InvalidRequest, NotFound
 from roomsvc.ids import SecretId
+from roomsvc.transport.fields import opt_str
 from roomsvc.transport.meshagent.packing import (
     Content,
     EmptyContent,
@@ -27,7 +28,6 @@ from roomsvc.transport.meshagent.packing import (
     JsonContent,
     content_data,
 )
-from roomsvc.transport.fields import opt_str
 from roomsvc.transport.meshagent.tools import CHANNEL, ToolContext, fields, tool
 
 

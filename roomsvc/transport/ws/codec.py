@@ -27,6 +27,7 @@ from roomsvc.errors import InvalidRequest
 from roomsvc.transport import strict_json
 from roomsvc.transport.fields import b64
 
+
 def decode(text: str) -> dict[str, Any]:
     """Parse one client message.
 

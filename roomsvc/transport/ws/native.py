@@ -20,9 +20,11 @@ from roomsvc.domain.rooms import Participant
 from roomsvc.domain.services import Services
 from roomsvc.errors import InvalidRequest, RoomsvcError, Unauthenticated
 from roomsvc.transport.errors import error_body, wire_error
-from roomsvc.transport.ws import codec
-from roomsvc.transport.ws import header_ops  # noqa: F401  (registers headers.resolve)
-from roomsvc.transport.ws import oauth_ops  # noqa: F401  (registers the secrets.* OAuth and request ops)
+from roomsvc.transport.ws import (
+    codec,
+    header_ops,  # noqa: F401  (registers headers.resolve)
+    oauth_ops,  # noqa: F401  (registers the secrets.* OAuth and request ops)
+)
 from roomsvc.transport.ws.connection import Connection
 from roomsvc.transport.ws.endpoint import Inbound, Request, Unusable, WsLimits
 from roomsvc.transport.ws.ops import OPS, Context

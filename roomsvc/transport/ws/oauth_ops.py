@@ -12,7 +12,6 @@ from typing import Any
 from roomsvc.transport.fields import asked_participant, b64, oauth_client, opt_seconds, opt_str, req_str, value_or_text
 from roomsvc.transport.ws.ops import Context, op
 
-
 # -- OAuth -------------------------------------------------------------------------------------------
 
 

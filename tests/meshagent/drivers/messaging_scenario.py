@@ -37,6 +37,7 @@ class Watch:
 
 
 async def online(messaging: Any) -> None:
+    # the SDK's messaging has no "online" event to wait on: poll its flag, bounded
     async with asyncio.timeout(TIMEOUT):
         while not messaging.online:
             await asyncio.sleep(0.02)

@@ -53,6 +53,9 @@ async def main() -> None:
         stats = await step("first", stats, first)
         second = await ask()
         stats = await step("second", stats, second)
+        # a real sleep, and the behaviour under test: the access token expires at the real
+        # provider and in the roomsvc subprocess (clocks the SDK peer cannot move); the
+        # in-process refresh tests (tests/oauth/test_refresh.py) move a fake clock instead
         await asyncio.sleep(cfg["expire"])
         third = await ask()
         stats = await step("after_expiry", stats, third)
