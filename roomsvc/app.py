@@ -23,13 +23,13 @@ from roomsvc.domain.audit import Auditor
 from roomsvc.domain.headers import HeaderService
 from roomsvc.domain.housekeeping import HOUSEKEEPING_IDENTITY, AuditPruner, FlowPurger
 from roomsvc.domain.key_admin import KeyAdministration
-from roomsvc.domain.oauth_clients import ClientSecrets
-from roomsvc.domain.oauth_connectors import ConnectorSpec
-from roomsvc.domain.oauth_consent import ConsentFlows
-from roomsvc.domain.oauth_refresh import LocalLocks
-from roomsvc.domain.oauth_registry import ConnectorRegistry
-from roomsvc.domain.oauth_service import OAuthPolicy, OAuthService
-from roomsvc.domain.oauth_tokens import OAuthCredentials
+from roomsvc.domain.oauth.clients import ClientSecrets
+from roomsvc.domain.oauth.connectors import ConnectorSpec
+from roomsvc.domain.oauth.consent import ConsentFlows
+from roomsvc.domain.oauth.refresh import LocalLocks
+from roomsvc.domain.oauth.registry import ConnectorRegistry
+from roomsvc.domain.oauth.service import OAuthPolicy, OAuthService
+from roomsvc.domain.oauth.tokens import OAuthCredentials
 from roomsvc.domain.principal import Principal, principal_from_claims
 from roomsvc.domain.project_secrets import ProjectSecretService
 from roomsvc.domain.ratelimit import FLOWS, MESSAGES, SECRET_OPS, Rate, RateLimiter

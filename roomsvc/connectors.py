@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from roomsvc.domain.oauth_connectors import (
+from roomsvc.domain.oauth.connectors import (
     AUTH_METHODS,
     DEFAULT_HEADER_FORMAT,
     ConnectorSpec,

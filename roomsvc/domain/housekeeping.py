@@ -21,7 +21,7 @@ from typing import Protocol
 
 from roomsvc.clock import Clock
 from roomsvc.domain.audit import Auditor
-from roomsvc.domain.oauth_ports import FlowRepository
+from roomsvc.domain.oauth.ports import FlowRepository
 from roomsvc.domain.ports import AuditRecord
 from roomsvc.domain.principal import Principal
 from roomsvc.errors import InvalidRequest, InvalidState, PermissionDenied

@@ -2,7 +2,7 @@
 
 :class:`SecretWriter` is what :class:`~roomsvc.domain.secrets.SecretService` writes through
 after the policy allowed the caller, and what the OAuth credential vault
-(:class:`~roomsvc.domain.oauth_refresh.CredentialVault`) writes through for the server's
+(:class:`~roomsvc.domain.oauth.refresh.CredentialVault`) writes through for the server's
 own refreshes and consents. It decides nothing about who may write: its callers have.
 
 It exists so that the services can be built in dependency order. The vault needs to

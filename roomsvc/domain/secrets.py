@@ -44,7 +44,7 @@ MAX_LABEL = 256
 
 class OAuthHooks(Protocol):
     """What the OAuth credentials do when one (kind ``oauth``) is read or deleted here;
-    filled by :class:`roomsvc.domain.oauth_tokens.OAuthCredentials`, built before this
+    filled by :class:`roomsvc.domain.oauth.tokens.OAuthCredentials`, built before this
     service (see :mod:`roomsvc.domain.secret_writes` for the order)."""
 
     async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> SecretBytes:

@@ -9,7 +9,7 @@ from roomsvc.domain.audit import Auditor
 from roomsvc.domain.headers import HeaderService
 from roomsvc.domain.housekeeping import AuditPruner
 from roomsvc.domain.key_admin import KeyAdministration
-from roomsvc.domain.oauth_service import OAuthService
+from roomsvc.domain.oauth.service import OAuthService
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.project_secrets import ProjectSecretService
 from roomsvc.domain.revocation import TokenService

@@ -33,9 +33,9 @@ from authlib.oauth2.rfc7009.parameters import prepare_revoke_token_request
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from authlib.oauth2.rfc8414 import get_well_known_url
 
-from roomsvc.domain.oauth_connectors import ClientConfig
-from roomsvc.domain.oauth_credentials import TokenResponse
-from roomsvc.domain.oauth_ports import ClientAuth, ProviderMetadata
+from roomsvc.domain.oauth.connectors import ClientConfig
+from roomsvc.domain.oauth.credentials import TokenResponse
+from roomsvc.domain.oauth.ports import ClientAuth, ProviderMetadata
 from roomsvc.errors import OAuthError, ProviderUnavailable, RoomsvcError
 
 log = logging.getLogger("roomsvc.oauth.provider")
@@ -54,7 +54,7 @@ def _basic_form_encoded(client: AuthlibClientAuth, method: str, uri: str, header
 
 
 class AiohttpOAuthProvider:
-    """Implements :class:`roomsvc.domain.oauth_ports.OAuthProvider`."""
+    """Implements :class:`roomsvc.domain.oauth.ports.OAuthProvider`."""
 
     def __init__(self, *, connect_timeout: float = 5.0, timeout: float = 15.0, max_response_size: int = 65536) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)

@@ -11,9 +11,9 @@ from aiohttp import web
 from roomsvc.clock import FakeClock
 from roomsvc.domain.header_spec import HeaderSpecError
 from roomsvc.domain.headers import FreshToken, HeaderService
-from roomsvc.domain.oauth_credentials import OAuthCredential
-from roomsvc.domain.oauth_ports import ClientAuth
-from roomsvc.domain.oauth_refresh import LocalLocks, Refresher
+from roomsvc.domain.oauth.credentials import OAuthCredential
+from roomsvc.domain.oauth.ports import ClientAuth
+from roomsvc.domain.oauth.refresh import LocalLocks, Refresher
 from roomsvc.domain.ports import SecretRecord
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.secrets import KIND_OAUTH, Address

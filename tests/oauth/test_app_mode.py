@@ -110,7 +110,7 @@ async def test_an_answer_whose_sender_goes_away_mid_exchange_still_completes_the
     """The consenting app sends the code and its connection drops (its request task is
     cancelled) while roomsvc exchanges the code: the exchange still finishes, the requester
     gets the token, and no flow is left 'exchanging'."""
-    from roomsvc.domain.oauth_flows import FlowStatus
+    from roomsvc.domain.oauth.flows import FlowStatus
     from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
 
     rooms, oauth = runtime.services.rooms, runtime.services.oauth

@@ -11,7 +11,7 @@ from urllib.parse import unquote_plus
 import pytest
 from aiohttp import web
 
-from roomsvc.domain.oauth_ports import ClientAuth
+from roomsvc.domain.oauth.ports import ClientAuth
 from roomsvc.errors import OAuthError, ProviderUnavailable
 from roomsvc.integrations.oauth_provider import AiohttpOAuthProvider
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from roomsvc.clock import FakeClock
-from roomsvc.domain.oauth_credentials import (
+from roomsvc.domain.oauth.credentials import (
     REAUTH_REQUIRED,
     OAuthCredential,
     TokenResponse,
@@ -19,8 +19,8 @@ from roomsvc.domain.oauth_credentials import (
     backoff_delays,
     expiry,
 )
-from roomsvc.domain.oauth_ports import ClientAuth
-from roomsvc.domain.oauth_refresh import LocalLocks, Refresher, StoredCredential
+from roomsvc.domain.oauth.ports import ClientAuth
+from roomsvc.domain.oauth.refresh import LocalLocks, Refresher, StoredCredential
 from roomsvc.domain.secrets import Address
 from roomsvc.errors import OAuthError, ProviderUnavailable, ReauthRequired
 from roomsvc.ids import Identity, RoomName, SecretId

@@ -9,7 +9,7 @@ import pytest
 
 from roomsvc.config import load_settings
 from roomsvc.connectors import load_connectors
-from roomsvc.domain.oauth_connectors import (
+from roomsvc.domain.oauth.connectors import (
     ClientConfig,
     check_endpoint,
     check_grant,
@@ -18,8 +18,8 @@ from roomsvc.domain.oauth_connectors import (
     narrow,
     parse_inline_config,
 )
-from roomsvc.domain.oauth_credentials import OAuthCredential, TokenResponse
-from roomsvc.domain.oauth_flows import (
+from roomsvc.domain.oauth.credentials import OAuthCredential, TokenResponse
+from roomsvc.domain.oauth.flows import (
     FlowStatus,
     InvalidTransition,
     check_move,

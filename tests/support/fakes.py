@@ -16,9 +16,9 @@ import asyncio
 from typing import Any, TypeVar
 
 from roomsvc.domain.events import RoomEvent
-from roomsvc.domain.oauth_credentials import OAuthCredential, TokenResponse
-from roomsvc.domain.oauth_ports import ClientAuth
-from roomsvc.domain.oauth_refresh import StoredCredential
+from roomsvc.domain.oauth.credentials import OAuthCredential, TokenResponse
+from roomsvc.domain.oauth.ports import ClientAuth
+from roomsvc.domain.oauth.refresh import StoredCredential
 from roomsvc.domain.ports import RoomRecord
 from roomsvc.domain.secrets import Address
 from roomsvc.errors import Conflict

@@ -1,4 +1,4 @@
-"""SQLite repository of OAuth flows (:class:`~roomsvc.domain.oauth_ports.FlowRepository`).
+"""SQLite repository of OAuth flows (:class:`~roomsvc.domain.oauth.ports.FlowRepository`).
 
 It rides on :class:`~roomsvc.storage.sqlite.store.SqliteStore`: writes go through its
 group-commit writer, reads through its reader connection. Every state change is one
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import aiosqlite
 
-from roomsvc.domain.oauth_flows import MOVES, Flow, FlowStatus
+from roomsvc.domain.oauth.flows import MOVES, Flow, FlowStatus
 from roomsvc.domain.ports import EncryptedBlob
 from roomsvc.errors import AlreadyExists
 from roomsvc.storage.sqlite.store import SqliteStore

@@ -32,7 +32,7 @@ CALLBACK_PATH = "/oauth/callback"
 
 @dataclass(frozen=True)
 class OAuthLinks:
-    """The domain's :class:`~roomsvc.domain.oauth_ports.Links`: this module's routes under
+    """The domain's :class:`~roomsvc.domain.oauth.ports.Links`: this module's routes under
     the server's public URL (built by the composition root)."""
 
     public_url: Callable[[], str]

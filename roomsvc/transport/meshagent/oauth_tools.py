@@ -2,7 +2,7 @@
 
 The MeshAgent form of the native ops in :mod:`roomsvc.transport.ws.oauth_ops`, over the
 same services: :class:`~roomsvc.domain.secret_requests.SecretRequestService` and
-:class:`~roomsvc.domain.oauth_service.OAuthService` decide everything (the ``secrets``
+:class:`~roomsvc.domain.oauth.service.OAuthService` decide everything (the ``secrets``
 grant and its ``request_oauth_token`` allow-list, who may answer, timeouts); this module
 reads SDK 0.44's fields and shapes its replies (docs/meshagent.md):
 

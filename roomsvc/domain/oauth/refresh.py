@@ -11,7 +11,7 @@ lets the OAuth hooks be built before it.
 :class:`Refresher` makes sure one credential is refreshed by one caller at a time:
 
 1. read; usable (active, not expiring within the margin) -> done;
-2. take the credential's lock (:class:`~roomsvc.domain.oauth_ports.KeyedLock`), re-read
+2. take the credential's lock (:class:`~roomsvc.domain.oauth.ports.KeyedLock`), re-read
    (another caller may have refreshed it meanwhile) -> usable -> done;
 3. refresh at the token endpoint; write with ``expected_version`` = the version read;
    a response without a refresh token keeps the old one;
@@ -32,13 +32,13 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from roomsvc.clock import Clock
-from roomsvc.domain.oauth_credentials import (
+from roomsvc.domain.oauth.credentials import (
     CREDENTIAL_TYPE,
     REAUTH_REQUIRED,
     OAuthCredential,
     apply_refresh,
 )
-from roomsvc.domain.oauth_ports import ClientAuth, KeyedLock, OAuthProvider
+from roomsvc.domain.oauth.ports import ClientAuth, KeyedLock, OAuthProvider
 from roomsvc.domain.ports import Cipher, SecretRepository
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.secret_writes import KIND_OAUTH, Address, SecretWriter, secret_aad

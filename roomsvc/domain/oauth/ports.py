@@ -2,7 +2,7 @@
 
 Implementations: :mod:`roomsvc.storage.sqlite.oauth_store` (flows),
 :mod:`roomsvc.integrations.oauth_provider` (the provider, over authlib and aiohttp), and
-:class:`roomsvc.domain.oauth_refresh.LocalLocks` (an in-process lock; a cross-node lock
+:class:`roomsvc.domain.oauth.refresh.LocalLocks` (an in-process lock; a cross-node lock
 for the scale-out issue fills the same protocol).
 """
 
@@ -12,9 +12,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
-from roomsvc.domain.oauth_connectors import ClientConfig
-from roomsvc.domain.oauth_credentials import TokenResponse
-from roomsvc.domain.oauth_flows import Flow, FlowStatus
+from roomsvc.domain.oauth.connectors import ClientConfig
+from roomsvc.domain.oauth.credentials import TokenResponse
+from roomsvc.domain.oauth.flows import Flow, FlowStatus
 from roomsvc.domain.ports import EncryptedBlob
 
 

@@ -6,7 +6,7 @@ secrets, and fills the ports other services take:
 * :class:`~roomsvc.domain.secrets.OAuthHooks` for :class:`~roomsvc.domain.secrets.SecretService`:
   reading a credential gives its current access token, deleting it revokes the grant;
 * :class:`~roomsvc.domain.headers.AccessTokens` for header injection;
-* the credential store of :class:`~roomsvc.domain.oauth_service.OAuthService`.
+* the credential store of :class:`~roomsvc.domain.oauth.service.OAuthService`.
 
 It is built first of the three: the vault writes through
 :class:`~roomsvc.domain.secret_writes.SecretWriter`, not through ``SecretService``, so
@@ -23,10 +23,10 @@ from roomsvc.clock import Clock
 from roomsvc.domain.audit import Auditor
 from roomsvc.domain.events import CredentialNeedsReauth
 from roomsvc.domain.headers import FreshToken
-from roomsvc.domain.oauth_clients import ClientSecrets
-from roomsvc.domain.oauth_credentials import OAuthCredential, backoff_delays
-from roomsvc.domain.oauth_ports import KeyedLock, OAuthProvider
-from roomsvc.domain.oauth_refresh import SYSTEM_IDENTITY, CredentialVault, Refresher, StoredCredential
+from roomsvc.domain.oauth.clients import ClientSecrets
+from roomsvc.domain.oauth.credentials import OAuthCredential, backoff_delays
+from roomsvc.domain.oauth.ports import KeyedLock, OAuthProvider
+from roomsvc.domain.oauth.refresh import SYSTEM_IDENTITY, CredentialVault, Refresher, StoredCredential
 from roomsvc.domain.ports import Cipher, SecretRecord, SecretRepository
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.rooms import RoomService

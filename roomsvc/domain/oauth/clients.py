@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable, Mapping
 
-from roomsvc.domain.oauth_connectors import ClientConfig, SecretSource
-from roomsvc.domain.oauth_credentials import OAuthCredential
-from roomsvc.domain.oauth_ports import ClientAuth
-from roomsvc.domain.oauth_registry import ConnectorRegistry
+from roomsvc.domain.oauth.connectors import ClientConfig, SecretSource
+from roomsvc.domain.oauth.credentials import OAuthCredential
+from roomsvc.domain.oauth.ports import ClientAuth
+from roomsvc.domain.oauth.registry import ConnectorRegistry
 from roomsvc.errors import NotFound, OAuthError, ReauthRequired
 
 #: (project keys secret id, service name for the audit) -> its KEY=VALUE pairs

@@ -4,10 +4,10 @@ How the participant asked (P) answers depends on its capabilities, set by its tr
 when it joined (:class:`~roomsvc.domain.rooms.Capabilities`):
 
 * a participant that does not run its own redirect gets a **start link**
-  (:meth:`Links.start_url <roomsvc.domain.oauth_ports.Links.start_url>`) in an
+  (:meth:`Links.start_url <roomsvc.domain.oauth.ports.Links.start_url>`) in an
   :class:`~roomsvc.domain.events.OAuthConsentRequested` notice; opening it binds the
   browser with a cookie and sends it to the provider; roomsvc's callback
-  (:meth:`Links.callback_url <roomsvc.domain.oauth_ports.Links.callback_url>`) checks the
+  (:meth:`Links.callback_url <roomsvc.domain.oauth.ports.Links.callback_url>`) checks the
   state, the browser binding and ``iss``, exchanges the code once and stores the credential;
 * one that runs its own redirect (the MeshAgent way) gets the request and the PKCE
   challenge; its app runs the redirect with the request's ``redirect_uri`` and answers
@@ -34,10 +34,10 @@ from typing import Any, Mapping, NoReturn
 from roomsvc.clock import Clock
 from roomsvc.domain.audit import Auditor
 from roomsvc.domain.events import OAuthConsentRequested, RequestEnded
-from roomsvc.domain.oauth_clients import ClientSecrets
-from roomsvc.domain.oauth_connectors import ClientConfig, check_endpoint
-from roomsvc.domain.oauth_credentials import ACTIVE, OAuthCredential, TokenGrant, TokenResponse, expiry
-from roomsvc.domain.oauth_flows import (
+from roomsvc.domain.oauth.clients import ClientSecrets
+from roomsvc.domain.oauth.connectors import ClientConfig, check_endpoint
+from roomsvc.domain.oauth.credentials import ACTIVE, OAuthCredential, TokenGrant, TokenResponse, expiry
+from roomsvc.domain.oauth.flows import (
     MODE_APP,
     MODE_LINK,
     BrowserStart,
@@ -53,8 +53,8 @@ from roomsvc.domain.oauth_flows import (
     same_secret,
     verifier_aad,
 )
-from roomsvc.domain.oauth_ports import ClientAuth, FlowRepository, Links, OAuthProvider
-from roomsvc.domain.oauth_refresh import SYSTEM_IDENTITY, CredentialVault, StoredCredential
+from roomsvc.domain.oauth.ports import ClientAuth, FlowRepository, Links, OAuthProvider
+from roomsvc.domain.oauth.refresh import SYSTEM_IDENTITY, CredentialVault, StoredCredential
 from roomsvc.domain.ports import Cipher
 from roomsvc.domain.ratelimit import FLOWS, RateLimiter
 from roomsvc.domain.rooms import Participant, RoomService

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 
 from roomsvc.clock import Clock
-from roomsvc.domain.oauth_connectors import ClientConfig, ConnectorSpec, check_endpoint
-from roomsvc.domain.oauth_ports import OAuthProvider, ProviderMetadata
+from roomsvc.domain.oauth.connectors import ClientConfig, ConnectorSpec, check_endpoint
+from roomsvc.domain.oauth.ports import OAuthProvider, ProviderMetadata
 from roomsvc.errors import InvalidRequest, NotFound, OAuthError
 
 

@@ -3,15 +3,15 @@
 A participant (the requester) asks for a token for a connector or an inline config
 from participant P. A stored, usable credential whose consent (by P) covers the
 requester is returned at once, refreshed first when due; otherwise P is asked again
-(:mod:`roomsvc.domain.oauth_consent`). The credential is a room secret of kind
+(:mod:`roomsvc.domain.oauth.consent`). The credential is a room secret of kind
 ``oauth`` owned by P, the identity that consents, and stored ``delegated_to`` the
-request's ``delegate_to`` (:mod:`roomsvc.domain.oauth_credentials`): a request can
+request's ``delegate_to`` (:mod:`roomsvc.domain.oauth.credentials`): a request can
 never write into a third identity's namespace. Who may do what is
 :mod:`roomsvc.domain.policy`'s decision; refreshes are single-flight
-(:mod:`roomsvc.domain.oauth_refresh`).
+(:mod:`roomsvc.domain.oauth.refresh`).
 
 The stored credentials (vault, refresher, the hooks the vault and header injection
-use) are :class:`~roomsvc.domain.oauth_tokens.OAuthCredentials`, built before this
+use) are :class:`~roomsvc.domain.oauth.tokens.OAuthCredentials`, built before this
 service and before :class:`~roomsvc.domain.secrets.SecretService`. See docs/oauth.md.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from roomsvc.domain.audit import Auditor
-from roomsvc.domain.oauth_connectors import (
+from roomsvc.domain.oauth.connectors import (
     ClientConfig,
     check_grant,
     check_inline_allowed,
@@ -29,12 +29,12 @@ from roomsvc.domain.oauth_connectors import (
     parse_inline_config,
     parse_scopes,
 )
-from roomsvc.domain.oauth_consent import ConsentFlows, OAuthPolicy
-from roomsvc.domain.oauth_credentials import ACTIVE, TokenGrant
-from roomsvc.domain.oauth_flows import BrowserStart, CallbackResult, StartPage
-from roomsvc.domain.oauth_refresh import StoredCredential
-from roomsvc.domain.oauth_registry import ConnectorRegistry
-from roomsvc.domain.oauth_tokens import OAuthCredentials
+from roomsvc.domain.oauth.consent import ConsentFlows, OAuthPolicy
+from roomsvc.domain.oauth.credentials import ACTIVE, TokenGrant
+from roomsvc.domain.oauth.flows import BrowserStart, CallbackResult, StartPage
+from roomsvc.domain.oauth.refresh import StoredCredential
+from roomsvc.domain.oauth.registry import ConnectorRegistry
+from roomsvc.domain.oauth.tokens import OAuthCredentials
 from roomsvc.domain.policy import Action
 from roomsvc.domain.policy import Address as PolicyAddress
 from roomsvc.domain.principal import Principal
