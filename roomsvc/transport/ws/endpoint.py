@@ -391,8 +391,6 @@ def watch_session(services: Services, conn: Connection, principal: Principal) ->
     """Tie the connection to its token: closed at expiry, or now if already refused."""
     conn.principal = principal
     tokens = services.tokens
-    if tokens is None:
-        return
     refusal = session_refusal(services, principal)
     if refusal is not None:
         conn.close_after(0, CLOSE_UNAUTHENTICATED, refusal.message)
@@ -404,7 +402,7 @@ def watch_session(services: Services, conn: Connection, principal: Principal) ->
 
 def session_refusal(services: Services, principal: Principal | None) -> Unauthenticated | None:
     """Why a request on this session may not run now (revoked or expired), or None."""
-    if services.tokens is None or principal is None:
+    if principal is None:
         return None
     try:
         services.tokens.check(principal)
@@ -419,8 +417,6 @@ _closing: set[asyncio.Task[None]] = set()
 def close_revoked(services: Services, connections: Iterable[Connection]) -> None:
     """Close (4001) every open socket whose token is now revoked; never blocks."""
     tokens = services.tokens
-    if tokens is None:
-        return
     for conn in list(connections):
         if conn.principal is not None and not conn.closing and tokens.is_revoked(conn.principal):
             task = asyncio.get_running_loop().create_task(conn.close(CLOSE_UNAUTHENTICATED, "token revoked"))
