@@ -23,10 +23,7 @@ from aiohttp import web
 from roomsvc.app import Runtime, build_app, open_runtime, start_site
 from roomsvc.clock import FakeClock
 from roomsvc.config import load_settings
-from roomsvc.crypto.keys import KeySources, read_signing_keyring
-from roomsvc.crypto.tokens import mint
-from roomsvc.domain.principal import build_claims
-from tests.support.server import FAST
+from tests.support.server import FAST, data_dir_keyring, mint_token
 
 
 class InProcessServer:
@@ -79,15 +76,10 @@ class InProcessServer:
         return f"{self.url}/v1/rooms/{room}/ws"
 
     def keyring(self) -> Any:
-        sources = KeySources("", self.data_dir / "master.key", False, "", self.data_dir / "signing.key", False, False)
-        keyring = read_signing_keyring(sources)
-        assert keyring is not None, "the server has not generated its keys yet"
-        return keyring
+        return data_dir_keyring(self.data_dir)
 
     def token(self, identity: str, room: str | None = "room1", *, api: tuple[str, ...] = (), role: str = "user",
               ttl: int | None = 600, **extra: Any) -> str:
         """A participant token issued now on the server's (fake) clock."""
-        claims = build_claims(identity=identity, room=room, role=role, api={a: {} for a in api},
-                              issued_at=int(self.clock.now()), ttl=ttl)
-        claims.update(extra)
-        return mint(self.keyring(), claims)
+        return mint_token(self.keyring(), identity, room, api=api, role=role, ttl=ttl,
+                          issued_at=int(self.clock.now()), **extra)

@@ -38,6 +38,22 @@ FAST = {
 }
 
 
+def data_dir_keyring(data_dir: Path) -> Any:
+    """The signing keys a server generated into its data directory (white box, for tests)."""
+    sources = KeySources("", data_dir / "master.key", False, "", data_dir / "signing.key", False, False)
+    keyring = read_signing_keyring(sources)
+    assert keyring is not None, "the server has not generated its keys yet"
+    return keyring
+
+
+def mint_token(keyring: Any, identity: str, room: str | None, *, api: tuple[str, ...], role: str, ttl: int | None,
+               issued_at: int, **extra: Any) -> str:
+    """A participant token with an empty section for each name in ``api``; ``extra`` claims on top."""
+    claims = build_claims(identity=identity, room=room, role=role, api={a: {} for a in api}, issued_at=issued_at, ttl=ttl)
+    claims.update(extra)
+    return mint(keyring, claims)
+
+
 class Server:
     def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
         self.data_dir = Path(data_dir)
@@ -138,17 +154,11 @@ class Server:
         return f"{self.url}/v1/rooms/{room}/ws"
 
     def keyring(self):
-        sources = KeySources("", self.data_dir / "master.key", False, "", self.data_dir / "signing.key", False, False)
-        keyring = read_signing_keyring(sources)
-        assert keyring is not None, "the server has not generated its keys yet"
-        return keyring
+        return data_dir_keyring(self.data_dir)
 
     def token(self, identity: str, room: str | None = "room1", *, api: tuple[str, ...] = (), role: str = "user",
               ttl: int | None = 600, **extra: Any) -> str:
-        claims = build_claims(identity=identity, room=room, role=role, api={a: {} for a in api},
-                              issued_at=int(time.time()), ttl=ttl)
-        claims.update(extra)
-        return mint(self.keyring(), claims)
+        return mint_token(self.keyring(), identity, room, api=api, role=role, ttl=ttl, issued_at=int(time.time()), **extra)
 
     def operator_token(self) -> str:
         return self.token("operator", None, api=("admin",))
