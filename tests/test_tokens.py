@@ -138,3 +138,12 @@ def test_api_key_round_trip_keeps_the_key_usable() -> None:
     assert parsed.primary == KEYRING.primary and parsed.project_id == KEYRING.project_id
     with pytest.raises(InvalidRequest):
         keyring_from_api_key("sk-nope")
+
+
+def test_minted_token_ids_never_look_like_a_cli_option() -> None:
+    """``roomsvc token revoke --jti ID`` must take every id as typed: an id starting with
+    '-' was read by argparse as another option (seen once a full run, with URL-safe ids)."""
+    from roomsvc.crypto.tokens import new_token_id
+
+    ids = {new_token_id() for _ in range(2000)}
+    assert len(ids) == 2000 and all(len(i) == 32 and not i.startswith("-") and i.isalnum() for i in ids)
