@@ -147,3 +147,22 @@ def test_minted_token_ids_never_look_like_a_cli_option() -> None:
 
     ids = {new_token_id() for _ in range(2000)}
     assert len(ids) == 2000 and all(len(i) == 32 and not i.startswith("-") and i.isalnum() for i in ids)
+
+
+def test_a_deeply_nested_token_is_refused_as_malformed_not_an_internal_error() -> None:
+    """Token JSON goes through the strict parser: 2,000 levels of nesting used to escape
+    the verifier as a RecursionError (an internal error for an unauthenticated caller)."""
+    header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').decode().rstrip("=")
+    payload = base64.urlsafe_b64encode(b'{"a":' * 2000 + b"1" + b"}" * 2000).decode().rstrip("=")
+    with pytest.raises(Unauthenticated, match="malformed token"):
+        verify(f"{header}.{payload}.c2ln")
+
+
+def test_a_hostile_id_token_from_a_provider_gives_no_subject() -> None:
+    from roomsvc.integrations.oauth_provider import AiohttpOAuthProvider
+
+    deep = base64.urlsafe_b64encode(b'{"a":' * 2000 + b"1" + b"}" * 2000).decode().rstrip("=")
+    twice = base64.urlsafe_b64encode(b'{"sub":"alice","sub":"mallory"}').decode().rstrip("=")
+    provider = AiohttpOAuthProvider(connect_timeout=1, timeout=1, max_response_size=1024)
+    assert provider.id_token_subject(f"h.{deep}.s") is None
+    assert provider.id_token_subject(f"h.{twice}.s") is None  # one parser, one reading

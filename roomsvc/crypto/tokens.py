@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import jwt
 
+from roomsvc import strict_json
 from roomsvc.clock import Clock
 from roomsvc.errors import InvalidRequest, Unauthenticated
 
@@ -163,28 +164,14 @@ def _canonical(part: str) -> bool:
 
 def _json_segment(part: str, what: str) -> dict[str, Any]:
     try:
-        raw = _decode_segment(part)
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except _DuplicateName:
-        raise Unauthenticated(f"malformed token: the {what} repeats a claim name") from None
+        value = strict_json.loads(_decode_segment(part), what=f"token {what}")
+    except InvalidRequest as exc:  # a duplicate claim name, a constant, too deep, not JSON
+        raise Unauthenticated(f"malformed token: {exc.message}") from None
     except (binascii.Error, ValueError):
         raise Unauthenticated(f"malformed token: the {what} is not base64url JSON") from None
     if not isinstance(value, dict):
         raise Unauthenticated(f"malformed token: the {what} is not a JSON object")
     return value
-
-
-class _DuplicateName(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in out:
-            raise _DuplicateName(name)
-        out[name] = value
-    return out
 
 
 def new_token_id() -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 import re
 from typing import Any, Mapping
@@ -33,10 +32,11 @@ from authlib.oauth2.rfc7009.parameters import prepare_revoke_token_request
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from authlib.oauth2.rfc8414 import get_well_known_url
 
+from roomsvc import strict_json
 from roomsvc.domain.oauth.connectors import ClientConfig
 from roomsvc.domain.oauth.credentials import TokenResponse
 from roomsvc.domain.oauth.ports import ClientAuth, ProviderMetadata
-from roomsvc.errors import OAuthError, ProviderUnavailable, RoomsvcError
+from roomsvc.errors import InvalidRequest, OAuthError, ProviderUnavailable, RoomsvcError
 
 log = logging.getLogger("roomsvc.oauth.provider")
 
@@ -95,8 +95,8 @@ class AiohttpOAuthProvider:
         if len(parts) != 3:
             return None
         try:
-            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        except (ValueError, binascii.Error):
+            claims = strict_json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)), what="ID token")
+        except (InvalidRequest, ValueError, binascii.Error):
             return None
         sub = claims.get("sub") if isinstance(claims, dict) else None
         return sub if isinstance(sub, str) and sub.isprintable() else None
@@ -192,8 +192,8 @@ class AiohttpOAuthProvider:
         if status == 429 or status >= 500:
             raise ProviderUnavailable(f"{what}: the provider answered HTTP {status}")
         try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
+            return status, strict_json.loads(raw, what=f"{what} answer") if raw else None
+        except InvalidRequest:  # not JSON, or a hostile document (duplicate keys, NaN, too deep)
             return status, None
 
     async def _read(self, response: aiohttp.ClientResponse, what: str) -> bytes:

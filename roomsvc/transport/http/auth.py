@@ -6,9 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
+from roomsvc import strict_json
 from roomsvc.domain.principal import Principal
 from roomsvc.errors import InvalidRequest, PermissionDenied, Unauthenticated
-from roomsvc.transport import strict_json
 from roomsvc.transport.fields import bearer
 from roomsvc.transport.http.keys import SERVICES
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from roomsvc.transport import strict_json
+from roomsvc import strict_json
 from roomsvc.transport.fields import opt_str, opt_unb64, req_str
 from roomsvc.transport.meshagent.packing import Content, EmptyContent
 from roomsvc.transport.meshagent.tools import ToolContext, fields, tool

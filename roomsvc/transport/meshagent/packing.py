@@ -21,8 +21,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from roomsvc import strict_json
 from roomsvc.errors import InvalidRequest
-from roomsvc.transport import strict_json
 
 LENGTH_BYTES = 8
 MESHAGENT_KEY = "__meshagent__"

@@ -1,7 +1,7 @@
 """The native protocol's JSON codec: strict parsing in, frames out.
 
 Incoming text frames must hold one JSON object with a string ``type``, parsed strictly
-(:mod:`roomsvc.transport.strict_json`).
+(:mod:`roomsvc.strict_json`).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, assert_never
 
+from roomsvc import strict_json
 from roomsvc.domain.events import (
     CallReceived,
     CredentialNeedsReauth,
@@ -24,7 +25,6 @@ from roomsvc.domain.events import (
 )
 from roomsvc.domain.rooms import Capabilities
 from roomsvc.errors import InvalidRequest
-from roomsvc.transport import strict_json
 from roomsvc.transport.fields import b64
 
 

@@ -1,4 +1,5 @@
-"""Strict JSON for everything clients send: both websocket protocols parse with this.
+"""Strict JSON for every document roomsvc did not write itself: HTTP bodies, both websocket
+protocols, participant tokens and OAuth providers' answers parse with this.
 
 Duplicate keys, NaN/Infinity and nesting deeper than :data:`MAX_DEPTH` are refused, so two
 parsers can never read one message differently and a deep document cannot exhaust the
