@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from roomsvc.transport.http import admin_api, headers_api, oauth_api, ops_api, secrets_api
+from roomsvc.transport.http import admin_api, headers_api, llm_api, oauth_api, ops_api, secrets_api
 
 
 def add_routes(app: web.Application) -> None:
@@ -37,3 +37,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/admin/audit/prune", admin_api.prune_audit)
     app.router.add_post("/v1/admin/tokens/revoke", admin_api.revoke_tokens)
     app.router.add_post("/v1/admin/backup", admin_api.backup)
+
+    # LLM proxy (docs/llm.md): every method reaches the handler, which forwards only the
+    # endpoints it knows and refuses the rest in the provider's error shape
+    app.router.add_route("*", "/v1/llm/openai/{tail:.*}", llm_api.openai)
+    app.router.add_route("*", "/v1/llm/anthropic/{tail:.*}", llm_api.anthropic)
+    app.router.add_get("/v1/admin/llm/usage", llm_api.usage)
