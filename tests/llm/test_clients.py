@@ -15,8 +15,6 @@ from tests.llm.conftest import ANTHROPIC_KEY, OPENAI_KEY, llm_token
 from tests.support.llm_upstream import ANTHROPIC_USAGE, OPENAI_USAGE, PIECES, RESPONSES_USAGE, TEXT, StandIn
 from tests.support.server import Server
 
-pytestmark = pytest.mark.asyncio
-
 
 def openai_client(server: Server, token: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{server.url}/v1/llm/openai", api_key=token, max_retries=0,

@@ -19,7 +19,6 @@ from tests.llm.test_clients import anthropic_client, openai_client
 from tests.support.llm_upstream import OPENAI_USAGE, StandIn
 from tests.support.server import Server
 
-pytestmark = pytest.mark.asyncio
 HI = [{"role": "user", "content": "hi"}]
 
 
