@@ -47,7 +47,7 @@ from roomsvc.storage.sqlite.llm_store import SqliteUsageStore
 from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
 from roomsvc.storage.sqlite.store import SqliteStore, database_exists
 from roomsvc.transport.http.keys import CONNECTIONS, METRICS, READY, SERVICES
-from roomsvc.transport.http.llm_api import LLM, LLM_UPSTREAM
+from roomsvc.transport.http.llm_api import LLM, LLM_SETTLING, LLM_UPSTREAM, finish_settling
 from roomsvc.transport.http.middleware import AccessLogger, errors_middleware
 from roomsvc.transport.http.oauth_api import OAuthLinks
 from roomsvc.transport.http.routes import add_routes
@@ -313,6 +313,8 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
     assert runtime.llm is not None and runtime.llm_upstream is not None
     app[LLM] = runtime.llm
     app[LLM_UPSTREAM] = runtime.llm_upstream
+    app[LLM_SETTLING] = set()
+    app.on_shutdown.append(finish_settling)
     add_routes(app)
     for path, codec in (("/v1/rooms/{room}/ws", NativeCodec()), ("/rooms/{room}", MeshAgentCodec())):
         app.router.add_get(path, Endpoint(codec, runtime.services, runtime.settings.websocket, metrics, connections))

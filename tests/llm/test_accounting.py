@@ -37,6 +37,10 @@ async def test_calls_are_accounted_per_identity_room_provider_and_model(llm_serv
         async for chunk in await client.chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True):
             _keep(chunk.model_dump_json())
 
+    async def written() -> bool:  # usage rows are written while the next call is served
+        return len(await _admin(llm_server, "/v1/admin/llm/usage")) == 3
+
+    await until(written, "the three calls' usage rows")
     done = llm_server.cli("llm", "usage", "--json", token=llm_server.operator_token())
     assert done.returncode == 0, done.stderr
     _keep(done.stdout, done.stderr)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Awaitable, Mapping
 
 from roomsvc.clock import Clock
 from roomsvc.domain.audit import Auditor
@@ -180,8 +180,10 @@ class LlmService:
             self._keys[provider] = (key, self._clock.monotonic() + self.config.key_cache_ttl)
         return key
 
-    async def settle(self, admission: Admission, usage: Usage, outcome: str) -> UsageRow:
-        """Store the call's usage row and its audit line (one group-committed job)."""
+    def settle(self, admission: Admission, usage: Usage, outcome: str) -> Awaitable[None]:
+        """Count the call against today's budgets at once, and return the write of its usage
+        row and audit line (one group-committed job) for the caller to await, or to run
+        while it serves the next call (the answer is already out: nothing is left to fail)."""
         now = self._clock.now()
         row = UsageRow(
             time=now, day=b.utc_day(admission.started), room=admission.room, identity=str(admission.who.identity),
@@ -192,9 +194,8 @@ class LlmService:
                   + ("" if usage.reported or outcome != "ok" else " usage=unreported"))
         audit = self._audit.line(admission.who, _Place(admission.room, None, admission.model[:256] or "-"), "llm",
                                  admission.provider, outcome, detail)
-        await self._repo.record_usage(row, audit)
         self._ledger.add(row.day, row.identity, row.room, usage.total)
-        return row
+        return self._repo.record_usage(row, audit)
 
     async def report(
         self, caller: Principal, *, room: str | None = None, identity: str | None = None, since: float | None = None

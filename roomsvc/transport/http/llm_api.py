@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable
 
 from aiohttp import web
 
@@ -43,6 +43,8 @@ log = logging.getLogger("roomsvc.llm")
 
 LLM = web.AppKey("llm", LlmService)
 LLM_UPSTREAM = web.AppKey("llm_upstream", Upstream)
+#: usage writes still running (awaited at shutdown, before the store closes)
+LLM_SETTLING = web.AppKey("llm_settling", set[asyncio.Task[None]])
 
 #: request headers passed to the provider (lower case); ``x-stainless-`` ones too (the
 #: official clients' own: language, retry count, timeout). Everything else stays behind:
@@ -200,8 +202,13 @@ async def _forward(request: web.Request, admission: Admission, upstream_request:
         metrics.llm_requests.labels(provider, _label(outcome)).inc()
         metrics.llm_tokens.labels(provider, "input").inc(usage.input_tokens)
         metrics.llm_tokens.labels(provider, "output").inc(usage.output_tokens)
-        # shielded: a cancelled handler (client gone, shutdown) still records what was used
-        await asyncio.shield(_settle(service, admission, usage, outcome))
+        # counted against the budgets now; written while the connection serves its next
+        # call (a client's next call need not wait for the fsync), and by a task, so a
+        # cancelled handler (shutdown) still records what was used
+        settling = request.app[LLM_SETTLING]
+        task = asyncio.ensure_future(_settle(service.settle(admission, usage, outcome), admission))
+        settling.add(task)
+        task.add_done_callback(settling.discard)
     return response
 
 
@@ -211,11 +218,18 @@ def _label(outcome: str) -> str:
     return f"upstream_{status[0]}xx" if status.isdigit() else outcome
 
 
-async def _settle(service: LlmService, admission: Admission, usage: Usage, outcome: str) -> None:
+async def _settle(write: Awaitable[None], admission: Admission) -> None:
     try:
-        await service.settle(admission, usage, outcome)
+        await write
     except RoomsvcError as exc:
         log.error("LLM usage of %s could not be recorded: %s", admission.who.identity, exc.message)
+
+
+async def finish_settling(app: web.Application) -> None:
+    """On shutdown: let the usage writes still running reach the store before it closes."""
+    pending: set[asyncio.Task[None]] = app[LLM_SETTLING]
+    if pending:
+        await asyncio.gather(*list(pending), return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
