@@ -145,3 +145,16 @@ async def test_unknown_endpoints_and_large_bodies_are_refused(llm_server: Server
                                  headers={"Authorization": f"Bearer {token}", "x-api-key": token}) as r:
                 assert r.status == 404, path
     assert len(standin.seen) == before
+
+
+async def test_roomsvc_token_mints_a_narrowed_llm_grant(llm_server: Server, standin: StandIn) -> None:
+    minted = llm_server.cli("token", "--data-dir", str(llm_server.data_dir), "--room", "room1", "--identity", "minted",
+                            "--llm-provider", "openai", "--llm-model", "gpt-4o*")
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.decode().strip()
+    answer = await _chat(llm_server, token, model="gpt-4o-mini")
+    assert answer.choices[0].message.content
+    with pytest.raises(anthropic.PermissionDeniedError):
+        await _message(llm_server, token)
+    operator = llm_server.cli("token", "--data-dir", str(llm_server.data_dir), "--operator", "--llm-model", "x")
+    assert operator.returncode == 2 and b"operator token has none" in operator.stderr
