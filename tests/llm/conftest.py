@@ -36,7 +36,7 @@ def llm_server(standin: StandIn, tmp_path_factory: pytest.TempPathFactory) -> It
     env = {
         "ROOMSVC_LLM_OPENAI_BASE_URL": f"{standin.url}/v1",
         "ROOMSVC_LLM_ANTHROPIC_BASE_URL": standin.url,
-        "ROOMSVC_LLM_OPENAI_MODELS": "gpt-4o*,bad-model",
+        "ROOMSVC_LLM_OPENAI_MODELS": "gpt-4o*,bad-model,leaky-model",
         "ROOMSVC_LLM_IDENTITY_DAILY_TOKENS": str(IDENTITY_BUDGET),
         "ROOMSVC_LLM_REQUESTS_BURST": str(REQUEST_BURST),
         # a token every 100 s: nothing refills while a test runs

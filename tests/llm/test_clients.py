@@ -152,3 +152,16 @@ async def test_upstream_errors_pass_through_with_their_status(llm_server: Server
             await client.messages.create(model="bad-model", max_tokens=8, messages=[{"role": "user", "content": "x"}])
     assert found.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
 
+
+
+async def test_an_upstream_error_quoting_the_provider_key_reaches_the_caller_without_it(
+        llm_server: Server, standin: StandIn) -> None:
+    token = llm_token(llm_server, "oa-leaky", {})
+    async with openai_client(llm_server, token) as client:
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.chat.completions.create(model="leaky-model", messages=[{"role": "user", "content": "hi"}])
+    assert info.value.body["message"] == "model not available for key [provider key]"  # type: ignore[index]
+    async with anthropic_client(llm_server, token) as client:
+        with pytest.raises(anthropic.BadRequestError) as other:
+            await client.messages.create(model="leaky-model", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    assert other.value.body["error"]["message"] == "model not available for key [provider key]"  # type: ignore[index]

@@ -26,6 +26,7 @@ def failing(standin: StandIn, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "ROOMSVC_LLM_OPENAI_BASE_URL": "http://127.0.0.1:9/v1",  # the discard port: nothing listens
         "ROOMSVC_LLM_ANTHROPIC_BASE_URL": standin.url,
         "ROOMSVC_LLM_READ_TIMEOUT": "0.5",
+        "ROOMSVC_LLM_KEY_CACHE_TTL": "0",  # a changed secret is used at once
     }
     srv = Server(Path(tmp_path_factory.mktemp("llm-fail")) / "data", env=env).start()
     done = srv.cli("secret", "keys", "create", "--id", "llm", "--data",
@@ -77,3 +78,25 @@ async def test_a_silent_upstream_cuts_the_stream_and_is_recorded_as_a_timeout(fa
 
     await until(audited, "the timed-out call's audit line")
     assert OPENAI_KEY not in failing.stderr() and ANTHROPIC_KEY not in failing.stderr()
+
+
+async def test_a_provider_refusing_the_servers_key_is_a_502_without_the_providers_words(
+        failing: Server, standin: StandIn) -> None:
+    wrong = "sk-ant-wrong-" + "x" * 24
+    changed = failing.cli("secret", "keys", "create", "--id", "llm", "--data",
+                          f"OPENAI_API_KEY={OPENAI_KEY} ANTHROPIC_API_KEY={wrong}", token=failing.operator_token())
+    assert changed.returncode == 0, changed.stderr
+    try:
+        async with anthropic_client(failing, llm_token(failing, "unkeyed", {})) as client:
+            with pytest.raises(anthropic.APIStatusError) as info:
+                await client.messages.create(model="claude-3-5-haiku-latest", max_tokens=8,
+                                             messages=[{"role": "user", "content": "hi"}])
+        # the stand-in quoted the key it got; the caller hears only that the server's key was refused
+        assert standin.requests("anthropic")[-1].headers["x-api-key"] == wrong
+        assert info.value.status_code == 502 and "refused this server's provider key" in info.value.message
+        assert wrong not in json.dumps(info.value.body) and wrong not in failing.stderr()
+    finally:
+        restored = failing.cli("secret", "keys", "create", "--id", "llm", "--data",
+                               f"OPENAI_API_KEY={OPENAI_KEY} ANTHROPIC_API_KEY={ANTHROPIC_KEY}",
+                               token=failing.operator_token())
+        assert restored.returncode == 0, restored.stderr

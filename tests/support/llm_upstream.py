@@ -7,7 +7,9 @@ reached it. A stream stops after its first content chunk until the test opens ``
 (``hold_streams``), which proves the proxy passes chunks on before the upstream finishes.
 A stream whose reader goes away is recorded in ``cancelled``.
 
-Models with special behaviour: ``bad-model`` answers 400 in the provider's error shape.
+Models with special behaviour: ``bad-model`` answers 400 in the provider's error shape;
+``leaky-model`` answers 400 with the key it received in the message. A wrong key is refused
+with 401 quoting the key it got (real providers quote part of it).
 """
 
 from __future__ import annotations
@@ -84,10 +86,14 @@ class StandIn:
     async def _openai(self, request: web.Request) -> tuple[dict[str, Any] | None, web.Response | None]:
         body = await request.json() if request.can_read_body else None
         self.seen.append(Seen("openai", request.method, request.path, dict(request.headers), body))
-        if request.headers.get("Authorization") != f"Bearer {self.openai_key}":
-            return None, _openai_error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        got = request.headers.get("Authorization", "")
+        if got != f"Bearer {self.openai_key}":
+            return None, _openai_error(401, f"Incorrect API key provided: {got[7:]}.", "invalid_request_error",
+                                       "invalid_api_key")
         if body is not None and body.get("model") == "bad-model":
             return None, _openai_error(400, "The model `bad-model` does not exist.", "invalid_request_error", "model_not_found")
+        if body is not None and body.get("model") == "leaky-model":
+            return None, _openai_error(400, f"model not available for key {got[7:]}", "invalid_request_error", "leak")
         return body, None
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -135,12 +141,15 @@ class StandIn:
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.seen.append(Seen("anthropic", request.method, request.path, dict(request.headers), body))
-        if request.headers.get("x-api-key") != self.anthropic_key:
-            return _anthropic_error(401, "authentication_error", "invalid x-api-key")
+        got = request.headers.get("x-api-key", "")
+        if got != self.anthropic_key:
+            return _anthropic_error(401, "authentication_error", f"invalid x-api-key {got}")
         if "anthropic-version" not in request.headers:
             return _anthropic_error(400, "invalid_request_error", "anthropic-version: header is required")
         if body.get("model") == "bad-model":
             return _anthropic_error(404, "not_found_error", "model: bad-model")
+        if body.get("model") == "leaky-model":
+            return _anthropic_error(400, "invalid_request_error", f"model not available for key {got}")
         message = {"id": "msg_standin", "type": "message", "role": "assistant", "model": body["model"],
                    "stop_reason": None, "stop_sequence": None}
         if not body.get("stream"):

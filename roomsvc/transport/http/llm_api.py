@@ -13,8 +13,9 @@ Then the call is forwarded: the caller's credential and every header not on
 :data:`FORWARDED` stay behind, the provider key goes in the provider's header, and the body
 is unchanged, except that an OpenAI chat completions stream gets
 ``stream_options.include_usage = true`` so its usage is reported. The answer streams back
-chunk by chunk as it arrives (status and body of upstream errors included), read in passing
-for its usage. A client that goes away cancels the upstream request. Every forwarded call
+chunk by chunk as it arrives, read in passing for its usage. Upstream errors keep their status
+and body, with any copy of the provider key blanked out; an upstream 401 (the server's key
+refused) becomes a 502 that says so. A client that goes away cancels the upstream request. Every forwarded call
 ends as a usage row and an audit line.
 """
 
@@ -30,10 +31,11 @@ from aiohttp import web
 
 from roomsvc import strict_json
 from roomsvc.domain.llm.grant import ANTHROPIC, CHAT, OPENAI, endpoint
-from roomsvc.domain.llm.ports import Upstream, UpstreamRequest
+from roomsvc.domain.llm.ports import Upstream, UpstreamAnswer, UpstreamRequest
 from roomsvc.domain.llm.service import Admission, LlmService
 from roomsvc.domain.llm.usage import NONE, BodyScanner, SseScanner, Usage
-from roomsvc.errors import InvalidRequest, NotFound, RoomsvcError, Timeout, TooLarge, Unauthenticated
+from roomsvc.errors import DependencyMissing, InvalidRequest, NotFound, RoomsvcError, Timeout, TooLarge, Unauthenticated
+from roomsvc.ids import SecretStr
 from roomsvc.transport.fields import bearer, opt_str
 from roomsvc.transport.http.auth import caller
 from roomsvc.transport.http.keys import METRICS, SERVICES
@@ -53,7 +55,7 @@ FORWARDED = frozenset({"content-type", "accept", "user-agent", "anthropic-versio
                        "idempotency-key"})
 _FORWARDED_PREFIXES = ("x-stainless-",)
 #: answer headers passed back: content type, request ids, provider rate-limit hints
-RETURNED = frozenset({"content-type", "x-request-id", "request-id", "openai-processing-ms", "openai-version",
+RETURNED = frozenset({"content-type", "content-encoding", "x-request-id", "request-id", "openai-processing-ms", "openai-version",
                       "retry-after", "retry-after-ms", "anthropic-version"})
 _RETURNED_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 
@@ -73,11 +75,11 @@ async def anthropic(request: web.Request) -> web.StreamResponse:
 async def _proxy(request: web.Request, provider: str) -> web.StreamResponse:
     metrics = request.app[METRICS]
     try:
-        admission, upstream_request = await _admit(request, provider)
+        admission, upstream_request, key = await _admit(request, provider)
     except RoomsvcError as exc:
         metrics.llm_refusals.labels(provider, exc.name).inc()
         return refusal(provider, exc)
-    return await _forward(request, admission, upstream_request)
+    return await _forward(request, admission, upstream_request, key)
 
 
 def _credential(request: web.Request, provider: str) -> str:
@@ -91,7 +93,7 @@ def _credential(request: web.Request, provider: str) -> str:
     return token
 
 
-async def _admit(request: web.Request, provider: str) -> tuple[Admission, UpstreamRequest]:
+async def _admit(request: web.Request, provider: str) -> tuple[Admission, UpstreamRequest, SecretStr]:
     service = request.app[LLM]
     principal = request.app[SERVICES].authenticate(_credential(request, provider))
     config = service.provider(provider)
@@ -121,7 +123,7 @@ async def _admit(request: web.Request, provider: str) -> tuple[Admission, Upstre
     url = config.base_url.rstrip("/") + "/" + known.path
     if request.query_string:
         url += "?" + request.query_string
-    return admission, UpstreamRequest(request.method, url, headers, body)
+    return admission, UpstreamRequest(request.method, url, headers, body), key
 
 
 def _with_usage_reporting(payload: dict[str, Any], body: bytes) -> bytes:
@@ -162,7 +164,9 @@ def _returned_headers(headers: list[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-async def _forward(request: web.Request, admission: Admission, upstream_request: UpstreamRequest) -> web.StreamResponse:
+async def _forward(
+    request: web.Request, admission: Admission, upstream_request: UpstreamRequest, key: SecretStr
+) -> web.StreamResponse:
     service, upstream, metrics = request.app[LLM], request.app[LLM_UPSTREAM], request.app[METRICS]
     provider = admission.provider
     usage: Usage = NONE
@@ -171,6 +175,8 @@ async def _forward(request: web.Request, admission: Admission, upstream_request:
     try:
         async with upstream.send(upstream_request) as answer:
             outcome = "ok" if answer.status < 400 else f"upstream_{answer.status}"
+            if answer.status >= 400:
+                return await _upstream_error(provider, answer, key, service.config.max_usage_scan)
             response = web.StreamResponse(status=answer.status, headers=_returned_headers(answer.headers))
             content_type = response.headers.get("Content-Type", "")
             scanner = SseScanner() if content_type.startswith("text/event-stream") else BodyScanner(service.config.max_usage_scan)
@@ -210,6 +216,25 @@ async def _forward(request: web.Request, admission: Admission, upstream_request:
         settling.add(task)
         task.add_done_callback(settling.discard)
     return response
+
+
+async def _upstream_error(provider: str, answer: UpstreamAnswer, key: SecretStr, limit: int) -> web.StreamResponse:
+    """An upstream error, passed on with its status and body, but never with the provider key:
+    an error body is small, so it is read whole (up to ``limit``) and any copy of the key in
+    it is blanked. A 401 is about the server's key, not the caller's token: the caller gets a
+    502 saying so (the provider's message, which may quote part of the key, stays behind)."""
+    body = bytearray()
+    async for chunk in answer.chunks():
+        body += chunk[: max(0, limit - len(body))]
+    if answer.status == 401:
+        log.error("the %s API refused the configured provider key (401): check its project secret", provider)
+        return refusal(provider, DependencyMissing(
+            f"the {provider} API refused this server's provider key (upstream status 401); "
+            "an operator must check the key in its project secret"))
+    secret = key.reveal().encode()
+    if secret:
+        body = bytearray(bytes(body).replace(secret, b"[provider key]"))
+    return web.Response(status=answer.status, body=bytes(body), headers=_returned_headers(answer.headers))
 
 
 def _label(outcome: str) -> str:
