@@ -272,3 +272,15 @@ async def test_the_provider_key_is_cached_and_its_absence_named_not_shown() -> N
     with pytest.raises(DependencyMissing) as no_key:
         await service(clock, repo, FakeSecrets({"OTHER": "sk-canary-value"})).provider_key(OPENAI)
     assert "sk-canary" not in no_key.value.message
+
+
+async def test_a_flood_of_denied_calls_is_rate_limited_before_it_fills_the_audit_log() -> None:
+    clock, repo = FakeClock(), FakeUsage()
+    svc = service(clock, repo, requests=Rate(0.01, 3))
+    for _ in range(3):
+        with pytest.raises(PermissionDenied):
+            await svc.admit(who(None), OPENAI, CHAT, "gpt-4o", stream=False)
+    for _ in range(10):
+        with pytest.raises(RateLimited):
+            await svc.admit(who(None), OPENAI, CHAT, "gpt-4o", stream=False)
+    assert len(repo.audit) == 3

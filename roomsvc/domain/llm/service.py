@@ -110,7 +110,9 @@ class LlmService:
         return found
 
     async def admit(self, who: Principal, provider: str, endpoint: Endpoint, model: str | None, *, stream: bool) -> Admission:
-        """Let a call through, or raise why not (denials are audited; rate limits only counted).
+        """Let a call through, or raise why not: an expired token, the request rate (checked
+        before the grant, so denied floods stay out of the audit log), the grant (a denial is
+        audited), the budgets (audited).
 
         Raises:
             Unauthenticated, PermissionDenied, InvalidRequest, RateLimited, BudgetExceeded.
@@ -124,10 +126,8 @@ class LlmService:
             raise Unauthenticated(decision.reason)
         if decision.outcome is Outcome.INVALID:
             raise InvalidRequest(decision.reason)
-        if not decision.allowed:
-            await self._audit.record(who, _Place(who.room, None, shown), "llm", provider, "denied", decision.reason)
-            raise PermissionDenied(decision.reason)
-        room = str(who.room)
+        # the rate first, so a flood of denied calls is not a flood of audit lines
+        room = str(who.room or "")
         wait = self._buckets.spend((room, who.identity))
         if wait > 0:
             hint = math.ceil(wait * 10) / 10
@@ -136,6 +136,9 @@ class LlmService:
                 f"{self.config.requests.rate:g} a second (llm.requests_rate); retry after {hint:g} s",
                 retry_after=hint,
             )
+        if not decision.allowed:
+            await self._audit.record(who, _Place(who.room, None, shown), "llm", provider, "denied", decision.reason)
+            raise PermissionDenied(decision.reason)
         await self._check_budgets(who, room, provider, shown, now)
         return Admission(who, room, provider, model or "", stream, now)
 
