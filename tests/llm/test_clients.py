@@ -6,7 +6,9 @@ sees the provider key and never the caller's token."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import aiohttp
 import anthropic
 import openai
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from tests.llm.conftest import ANTHROPIC_KEY, OPENAI_KEY, llm_token
 from tests.support.llm_upstream import ANTHROPIC_USAGE, OPENAI_USAGE, PIECES, RESPONSES_USAGE, TEXT, StandIn
 from tests.support.server import Server
+from tests.support.waiting import until
 
 
 def openai_client(server: Server, token: str) -> openai.AsyncOpenAI:
@@ -24,6 +27,14 @@ def openai_client(server: Server, token: str) -> openai.AsyncOpenAI:
 def anthropic_client(server: Server, token: str) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(base_url=f"{server.url}/v1/llm/anthropic", api_key=token, max_retries=0,
                                     http_client=anthropic.DefaultAsyncHttpxClient(trust_env=False))
+
+
+async def _admin(server: Server, path: str) -> Any:
+    """GET an operator endpoint; the answer's one field."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {server.operator_token()}"}) as http:
+        async with http.get(server.url + path) as r:
+            assert r.status == 200, await r.text()
+            return next(iter((await r.json()).values()))
 
 
 def _only_provider_key(standin: StandIn, token: str, provider: str) -> None:
@@ -97,6 +108,28 @@ async def test_openai_responses_and_model_list(llm_server: Server, standin: Stan
     assert answer.output_text == TEXT and answer.usage is not None
     assert answer.usage.total_tokens == RESPONSES_USAGE["total_tokens"]
     assert [m.id for m in models.data] == ["gpt-4o-mini"]
+
+
+async def test_openai_responses_stream_is_accounted(llm_server: Server, standin: StandIn) -> None:
+    token = llm_token(llm_server, "oa-responses-stream", {})
+    async with openai_client(llm_server, token) as client:
+        stream = await client.responses.create(model="gpt-4o-mini", input="hi", stream=True)
+        deltas, completed = [], None
+        async for event in stream:
+            if event.type == "response.output_text.delta":
+                deltas.append(event.delta)
+            elif event.type == "response.completed":
+                completed = event.response
+    assert deltas == PIECES and completed is not None and completed.usage is not None
+    assert completed.usage.total_tokens == RESPONSES_USAGE["total_tokens"]
+    # a responses stream reports usage by itself: its body is forwarded unchanged
+    assert standin.requests("openai")[-1].body == {"model": "gpt-4o-mini", "input": "hi", "stream": True}
+
+    async def accounted() -> bool:  # read from the response.completed event as it passed
+        rows = await _admin(llm_server, "/v1/admin/llm/usage?identity=oa-responses-stream")
+        return [(r["input_tokens"], r["output_tokens"]) for r in rows] == [(9, 4)]
+
+    await until(accounted, "the responses stream's usage row")
 
 
 async def test_anthropic_message(llm_server: Server, standin: StandIn) -> None:

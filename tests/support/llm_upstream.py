@@ -122,12 +122,23 @@ class StandIn:
         if refused is not None:
             return refused
         assert body is not None
-        return web.json_response({
+        response = {
             "id": "resp_standin", "object": "response", "created_at": int(time.time()), "model": body["model"],
             "status": "completed", "output": [{"type": "message", "id": "msg_standin", "role": "assistant", "status": "completed",
                                                "content": [{"type": "output_text", "text": TEXT, "annotations": []}]}],
             "usage": RESPONSES_USAGE, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
-        })
+        }
+        if not body.get("stream"):
+            return web.json_response(response)
+        started = {**response, "status": "in_progress", "output": [], "usage": None}
+        events: list[tuple[str | None, dict[str, Any]]] = [
+            ("response.created", {"type": "response.created", "sequence_number": 0, "response": started})]
+        events += [("response.output_text.delta", {
+            "type": "response.output_text.delta", "sequence_number": n + 1, "item_id": "msg_standin", "output_index": 0,
+            "content_index": 0, "delta": piece, "logprobs": []}) for n, piece in enumerate(PIECES)]
+        events.append(("response.completed", {"type": "response.completed", "sequence_number": len(PIECES) + 1,
+                                              "response": response}))
+        return await self._sse(request, events, done=False)
 
     async def openai_models(self, request: web.Request) -> web.StreamResponse:
         _, refused = await self._openai(request)
@@ -182,7 +193,8 @@ class StandIn:
                 text = (f"event: {name}\n" if name else "") + f"data: {json.dumps(event)}\n\n"
                 await response.write(text.encode())
                 choices = event.get("choices") or [{}]
-                first_content = "content" in choices[0].get("delta", {}) or event.get("type") == "content_block_delta"
+                first_content = "content" in choices[0].get("delta", {}) or event.get("type") in (
+                    "content_block_delta", "response.output_text.delta")
                 if self.hold_streams and not held and first_content:
                     held = True
                     self.holding.set()
