@@ -12,7 +12,6 @@ from roomsvc.clock import Clock
 from roomsvc.domain.ports import AuditRecord, AuditRepository
 from roomsvc.domain.principal import Principal
 
-
 #: the most lines :meth:`Auditor.own_lines` returns
 MAX_OWN_LINES = 200
 

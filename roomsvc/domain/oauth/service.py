@@ -37,10 +37,10 @@ from roomsvc.domain.oauth.registry import ConnectorRegistry
 from roomsvc.domain.oauth.tokens import OAuthCredentials
 from roomsvc.domain.policy import Action
 from roomsvc.domain.policy import Address as PolicyAddress
+from roomsvc.domain.ports import SecretRecord
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.ratelimit import SECRET_OPS, RateLimiter
 from roomsvc.domain.rooms import Participant, RoomService
-from roomsvc.domain.ports import SecretRecord
 from roomsvc.domain.secret_writes import KIND_OAUTH
 from roomsvc.domain.secrets import Address, SecretService
 from roomsvc.errors import InvalidRequest, ReauthRequired

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from roomsvc.transport.http import admin_api, headers_api, oauth_api, ops_api, secrets_api
-from roomsvc.transport.http import console_api, console_ui  # the room console (issue 16)
+from roomsvc.transport.http import (
+    admin_api,
+    console_api,  # the room console (issue 16)
+    console_ui,  # the room console (issue 16)
+    headers_api,
+    oauth_api,
+    ops_api,
+    secrets_api,
+)
 
 
 def add_routes(app: web.Application) -> None:

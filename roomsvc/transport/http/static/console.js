@@ -451,6 +451,9 @@
     show($('secrets-state'), !plain.length);
   }
 
+  // audit outcomes that are not a refusal or a failure
+  const FINE = new Set(['ok', 'completed', 'provided', 'pending']);
+
   async function loadAudit() {
     if (!token) return;
     loading('audit-state', 'Loading…');
@@ -460,7 +463,7 @@
     const tbody = $('audit').tBodies[0];
     tbody.replaceChildren();
     for (const r of rows) {
-      tbody.append(el('tr', { className: `outcome-${r.outcome === 'ok' ? 'ok' : 'other'}` },
+      tbody.append(el('tr', { className: `outcome-${FINE.has(r.outcome) ? 'ok' : 'other'}` },
         el('td', { text: when(r.time) }), el('td', { text: r.actor }), el('td', { text: r.action }),
         el('td', { text: r.owner && r.owner !== (me && me.identity) ? `${r.secret_id || ''} (of ${r.owner})` : (r.secret_id || '') }),
         el('td', { text: r.channel }), el('td', { text: r.detail ? `${r.outcome}: ${r.detail}` : r.outcome })));
