@@ -354,3 +354,44 @@ async def test_a_credential_that_needs_reauth_offers_reconnect(room: Room, shots
 
 async def _text(page: Any, selector: str) -> str:
     return str(await page.locator(selector).text_content() or "")
+
+
+async def test_the_page_shows_a_lost_connection_and_reconnects_with_backoff(room: Room, chromium: Any, shots: Any) -> None:
+    """carol's socket goes through a Playwright websocket route standing in for the network:
+    it is cut, the next attempt is refused, the one after goes through."""
+    carol, = room.env.ids("carol")
+    alice = room.pages[room.alice]
+    context = await chromium.new_context(viewport={"width": 1200, "height": 900})
+    room.contexts.append(context)
+    page = await context.new_page()
+    room.watch(page, carol)
+    links: list[tuple[Any, Any]] = []
+    refuse = [0]
+
+    async def network(ws: Any) -> None:
+        if refuse[0]:
+            refuse[0] -= 1
+            await ws.close(code=1001, reason="refused by the test's network")
+            return
+        links.append((ws, ws.connect_to_server()))
+
+    await page.route_web_socket(re.compile(r".*/ws$"), network)
+    await page.goto(room.url(carol))
+    await page.wait_for_selector("#conn[data-state=connected]")
+    await seen(lambda: people_on(alice), lambda people: carol in people, "carol on alice's page")
+
+    refuse[0] = 1
+    browser_side, server_side = links[-1]
+    await server_side.close(code=1000)  # a page may only close with 1000 or 3000-4999
+    await browser_side.close(code=1001, reason="the test cut the network")
+    delays = []
+    for _ in range(2):  # the cut, then the refused attempt: each waits longer than the one before
+        await seen(lambda: page.get_attribute("#conn", "data-retry-ms"), lambda v: v is not None and v not in delays)
+        delays.append(await page.get_attribute("#conn", "data-retry-ms"))
+        if len(delays) == 1:
+            assert "retrying in" in str(await page.text_content("#conn"))
+            await shots.take(page, "connection-lost")
+    assert int(delays[1]) > int(delays[0]), delays
+    await seen(lambda: page.get_attribute("#conn", "data-state"), lambda s: s == "connected", "carol reconnected")
+    # the cut connection left the room and the new one joined: one carol on alice's page
+    await seen(lambda: alice.locator(f"#people li[data-identity='{carol}']").count(), lambda n: n == 1, "one carol")

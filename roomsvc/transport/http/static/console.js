@@ -120,6 +120,7 @@
       }
       const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** attempt) * (0.75 + Math.random() / 2);
       attempt += 1;
+      $('conn').dataset.retryMs = String(Math.round(delay));
       setState('waiting', `Disconnected (${event.code || 'no answer'}); retrying in ${Math.ceil(delay / 1000)} s`);
       retryTimer = setTimeout(connect, delay);
     };
@@ -166,6 +167,7 @@
 
   function welcome(data) {
     attempt = 0;
+    delete $('conn').dataset.retryMs;
     me = data.participant;
     people.clear();
     people.set(me.id, me);
