@@ -57,7 +57,7 @@ async def test_an_identity_sees_its_own_lines_and_what_others_did_with_its_secre
 
 
 async def test_no_line_about_another_identity_or_another_room(server: Server, history: dict[str, str]) -> None:
-    status, body, text = await call(server, "/v1/rooms/room1/audit?limit=1000", history["bob"])
+    status, body, text = await call(server, "/v1/rooms/room1/audit?limit=200", history["bob"])
     assert status == 200, text
     lines = body["audit"]
     assert all("bob" in (line["actor"], line["owner"]) for line in lines), lines
@@ -86,7 +86,7 @@ async def test_who_may_not_read_them(server: Server, history: dict[str, str], pa
 
 
 async def test_bad_limits_are_refused_with_a_clear_error(server: Server, history: dict[str, str]) -> None:
-    for bad in ("0", "-1", "x", "1001", "1e3"):
+    for bad in ("0", "-1", "x", "201", "1e3", ""):
         status, body, _ = await call(server, f"/v1/rooms/room1/audit?limit={bad}", history["alice"])
         assert status == 400 and "limit" in body["error"]["message"], (bad, body)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from roomsvc.domain.audit import MAX_OWN_LINES
 from roomsvc.errors import InvalidRequest
 from roomsvc.transport.http.auth import caller
 from roomsvc.transport.http.keys import SERVICES
@@ -30,7 +31,7 @@ async def own_audit(request: web.Request) -> web.Response:
     """``GET /v1/rooms/{room}/audit?limit=N``: the caller's recent audit lines."""
     principal = caller(request)
     raw = request.query.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise InvalidRequest("'limit' must be an integer from 1 to 1000")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_OWN_LINES:
+        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_OWN_LINES}")
     lines = await request.app[SERVICES].auditor.own_lines(principal, request.match_info["room"], limit=int(raw))
     return web.json_response({"audit": [r.__dict__ for r in lines]})

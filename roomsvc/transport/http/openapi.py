@@ -115,7 +115,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/v1/rooms/{room}/audit": {
                 "get": _op("the caller's own recent audit lines in its room (what it did, what was done with its secrets)",
                            obj(audit={"type": "array"}), tag="console",
-                           params=[_ROOM, {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}]),
+                           params=[_ROOM, {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}]),
             },
             "/v1/admin/rooms": {
                 "get": _op("list rooms", obj(rooms={"type": "array"}), tag=admin),

@@ -112,6 +112,7 @@
     socket.onclose = (event) => {
       if (ws !== socket) return;
       ws = null;
+      $('console').dataset.stale = '';  // what is shown may be out of date until the next welcome
       for (const [, p] of pending) { clearTimeout(p.timer); p.reject(new Error('the connection closed')); }
       pending.clear();
       if (FATAL[event.code]) {
@@ -168,6 +169,7 @@
   function welcome(data) {
     attempt = 0;
     delete $('conn').dataset.retryMs;
+    delete $('console').dataset.stale;
     me = data.participant;
     people.clear();
     people.set(me.id, me);
@@ -460,8 +462,11 @@
     if (!token) return;
     loading('audit-state', 'Loading…');
     let body;
-    try { body = await api('/audit?limit=50'); } catch (e) { failed('audit-state', e); return; }
-    const rows = (body.audit || []).slice().reverse();
+    try { body = await api('/audit?limit=200'); } catch (e) { failed('audit-state', e); return; }
+    // this console lists the vault on every refresh: its own `list` lines would drown the rest
+    const all = (body.audit || []).slice().reverse();
+    const rows = all.filter((r) => !(me && r.actor === me.identity && r.action === 'list'));
+    const hidden = all.length - rows.length;
     const tbody = $('audit').tBodies[0];
     tbody.replaceChildren();
     for (const r of rows) {
@@ -470,8 +475,9 @@
         el('td', { text: r.owner && r.owner !== (me && me.identity) ? `${r.secret_id || ''} (of ${r.owner})` : (r.secret_id || '') }),
         el('td', { text: r.channel }), el('td', { text: r.detail ? `${r.outcome}: ${r.detail}` : r.outcome })));
     }
-    $('audit-state').textContent = rows.length ? '' : 'Nothing recorded yet.';
-    show($('audit-state'), !rows.length);
+    const note = hidden ? ` (${hidden} listing${hidden > 1 ? 's' : ''} by you not shown)` : '';
+    $('audit-state').textContent = rows.length ? note.trim() : `Nothing recorded yet.${note}`;
+    show($('audit-state'), !rows.length || hidden > 0);
   }
 
   // -- start -----------------------------------------------------------------------------------------
