@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from tests.oauth.conftest import OAuthEnv, _token_with_api
-from tests.support.native_client import NativeClient
+from tests.support.native_client import NativeClient, ResponseError
 from tests.support.waiting import until
 
 ROOM = "console"
@@ -116,6 +116,7 @@ async def test_every_ui_response_carries_a_strict_csp(oauth_env: OAuthEnv) -> No
     base = oauth_env.server.url
     paths = [f"/ui/rooms/{ROOM}", "/ui/static/console.js", "/ui/static/console.css", "/ui/static/console.html",
              "/ui/static/nothing.js", "/ui/static/..%2fconsole_ui.py", "/ui/rooms/not%20a%20room",
+             "/ui/", "/ui/rooms/console/extra", "/ui/static/%2e%2e%2fconsole_ui.py",
              "/oauth/start?t=not-a-ticket", "/oauth/callback?state=nope&code=x"]
     async with aiohttp.ClientSession() as http:
         for path in paths:
@@ -128,12 +129,17 @@ async def test_every_ui_response_carries_a_strict_csp(oauth_env: OAuthEnv) -> No
                 assert r.headers["Referrer-Policy"] == "no-referrer", path
                 assert "Cache-Control" in r.headers, path
                 text = await r.text()
+                if path.startswith("/ui/"):
+                    assert r.status == (200 if path in paths[:4] else 404), (path, r.status)
             if r.content_type == "text/html":
                 # nothing inline for the policy to allow: no script body, no style element or attribute
                 assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), path
                 assert "<style" not in text and " style=" not in text, path
         async with http.get(f"{base}/ui/static/secret.txt") as r:
             assert r.status == 404
+        for method in ("POST", "PUT", "DELETE"):  # other methods too
+            async with http.request(method, f"{base}/ui/rooms/{ROOM}") as r:
+                assert r.status == 405 and "script-src 'self'" in r.headers["Content-Security-Policy"], method
         # a forged Host cannot add directives to the policy
         async with http.get(f"{base}/ui/rooms/{ROOM}", headers={"Host": "x; script-src *"}) as r:
             assert "script-src *" not in r.headers["Content-Security-Policy"]
@@ -193,6 +199,11 @@ async def test_two_pages_and_an_agent_see_each_other_and_exchange_messages(room:
     for page in (alice, bob):
         await seen(lambda p=page: people_on(p), lambda seen: seen == everyone)
     await alice.wait_for_selector("#messages .msg >> text=agent here")
+    # a call to a person's page is answered at once with an error, not left to time out
+    with pytest.raises(ResponseError) as refused:
+        await room.agent.request("call", {"to": (await participants(room.agent))[room.alice], "method": "ask",
+                                          "body": {}, "timeout": 20})
+    assert refused.value.name != "timeout" and "console" in str(refused.value.message), refused.value.error
     await shots.take(alice, "presence-and-messages-alice")
     await shots.take(bob, "presence-and-messages-bob")
 

@@ -78,3 +78,12 @@ async def static_file(request: web.Request) -> web.StreamResponse:
         return _not_found(request, "no such file")
     return web.Response(body=_file(name), content_type=STATIC[name], charset="utf-8",
                         headers=ui_headers(request, cache="no-cache"))
+
+
+async def anything_else(request: web.Request) -> web.StreamResponse:
+    """Every other request under ``/ui/`` (another path, another method): a 404 or 405
+    with the same headers, so no answer from here goes without the policy."""
+    if request.method in ("GET", "HEAD"):
+        return _not_found(request, "nothing here")
+    return web.Response(text="method not allowed\n", status=405, content_type="text/plain",
+                        headers={**ui_headers(request), "Allow": "GET, HEAD"})

@@ -49,5 +49,6 @@ def add_routes(app: web.Application) -> None:
     # -- the room console (issue 16): a person's page, and what it reads ----------------------
     app.router.add_get("/ui/rooms/{room}", console_ui.console_page)
     app.router.add_get("/ui/static/{name}", console_ui.static_file)
+    app.router.add_route("*", "/ui/{tail:.*}", console_ui.anything_else)  # after the two above
     app.router.add_get("/v1/rooms/{room}/oauth/credentials", console_api.list_credentials)
     app.router.add_get("/v1/rooms/{room}/audit", console_api.own_audit)
