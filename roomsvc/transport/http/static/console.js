@@ -167,6 +167,10 @@
   }
 
   function welcome(data) {
+    // a secret request is bound to the connection it was pushed to: a new one cannot answer it
+    for (const [id, card] of requests) {
+      if (card.dataset.kind === 'secret' && !card.dataset.outcome) endRequest(id, 'lost');
+    }
     attempt = 0;
     delete $('conn').dataset.retryMs;
     delete $('console').dataset.stale;
@@ -333,7 +337,7 @@
   }
 
   const OUTCOMES = { completed: 'Connected.', provided: 'Provided.', rejected: 'Rejected.', failed: 'Failed.',
-    expired: 'Expired.', timeout: 'Expired.' };
+    expired: 'Expired.', timeout: 'Expired.', lost: 'The connection dropped, which ended this request; the requester may ask again.' };
 
   function endRequest(requestId, outcome) {
     const card = requests.get(requestId);
