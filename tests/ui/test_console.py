@@ -391,6 +391,14 @@ async def test_the_page_shows_a_lost_connection_and_reconnects_with_backoff(room
     await page.wait_for_selector("#conn[data-state=connected]")
     await seen(lambda: people_on(alice), lambda people: carol in people, "carol on alice's page")
 
+    # a secret request waiting on the page when the connection goes
+    assert room.agent is not None
+    ask = asyncio.get_running_loop().create_task(room.agent.request("secrets.request_secret", {
+        "url": "secret://lost", "type": "text/plain", "timeout": 60,
+        "from_participant_id": (await participants(room.agent))[carol]}, timeout=70))
+    card = page.locator("#requests .request[data-kind=secret]").first
+    await card.wait_for()
+
     refuse[0] = 1
     browser_side, server_side = links[-1]
     await server_side.close(code=1000)  # a page may only close with 1000 or 3000-4999
@@ -406,3 +414,8 @@ async def test_the_page_shows_a_lost_connection_and_reconnects_with_backoff(room
     await seen(lambda: page.get_attribute("#conn", "data-state"), lambda s: s == "connected", "carol reconnected")
     # the cut connection left the room and the new one joined: one carol on alice's page
     await seen(lambda: alice.locator(f"#people li[data-identity='{carol}']").count(), lambda n: n == 1, "one carol")
+    # the request ended with the connection it was pushed to; the page says so
+    with pytest.raises(ResponseError):
+        await ask
+    assert await card.get_attribute("data-outcome") == "lost"
+    assert await card.locator("input.secret-value").count() == 0
