@@ -419,3 +419,21 @@ async def test_the_page_shows_a_lost_connection_and_reconnects_with_backoff(room
         await ask
     assert await card.get_attribute("data-outcome") == "lost"
     assert await card.locator("input.secret-value").count() == 0
+
+
+async def test_a_credential_that_does_not_decrypt_is_listed_as_unreadable(room: Room) -> None:
+    """One tampered row does not take the whole listing (or the page) down with it."""
+    from tests.oauth.flows import _credential_row
+
+    db, _, _, row = _credential_row(room.env.server, ROOM, room.alice, "oidc", writable=True)
+    try:
+        with db:
+            db.execute("UPDATE room_secret_versions SET ciphertext = ? WHERE pk = ?", (b"\0" * len(bytes(row[12])), row[13]))
+    finally:
+        db.close()
+    alice = room.pages[room.alice]
+    await alice.reload()
+    await alice.wait_for_selector("#conn[data-state=connected]")
+    listed = alice.locator("#credentials li.credential[data-id=oidc]")
+    await seen(lambda: listed.get_attribute("data-status"), lambda s: s == "unreadable")
+    assert "Could not load" not in await _text(alice, "#credentials-state")

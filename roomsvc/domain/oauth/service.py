@@ -43,7 +43,7 @@ from roomsvc.domain.ratelimit import SECRET_OPS, RateLimiter
 from roomsvc.domain.rooms import Participant, RoomService
 from roomsvc.domain.secret_writes import KIND_OAUTH
 from roomsvc.domain.secrets import Address, SecretService
-from roomsvc.errors import InvalidRequest, ReauthRequired
+from roomsvc.errors import DecryptionFailed, InvalidRequest, ReauthRequired
 from roomsvc.ids import RoomName, SecretId, parse_identity
 
 __all__ = ["OAuthPolicy", "OAuthService", "TokenGrant"]
@@ -211,7 +211,12 @@ class OAuthService:
         for record in records:
             if record.kind != KIND_OAUTH:
                 continue
-            stored = await self._vault.load(Address(record.room, record.owner, record.id, record.delegated_to))
+            try:
+                stored = await self._vault.load(Address(record.room, record.owner, record.id, record.delegated_to))
+            except DecryptionFailed:
+                # one bad row does not hide the others; reading it still fails (and is audited) there
+                shown.append({**record.as_dict(), "status": "unreadable"})
+                continue
             if stored is not None:
                 shown.append({**record.as_dict(), **stored.credential.metadata()})
         return shown

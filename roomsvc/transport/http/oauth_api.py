@@ -72,13 +72,14 @@ _START = _HEAD.replace("{title}", "Connect {provider}") + """<h1>Connect your {p
 """
 
 
-def _headers(request: web.Request, form_action: str = "'none'") -> dict[str, str]:
-    return {**_HEADERS, "Content-Security-Policy": csp(request.host, form_action=form_action)}
+def _headers(form_action: str = "'none'") -> dict[str, str]:
+    # these pages open no websocket: no host in connect-src
+    return {**_HEADERS, "Content-Security-Policy": csp(None, form_action=form_action)}
 
 
 def _page(request: web.Request, title: str, text: str, *, status: int, ok: bool) -> web.Response:
     body = _PAGE.format(title=html.escape(title), text=html.escape(text), cls="ok" if ok else "bad")
-    return web.Response(text=body, status=status, content_type="text/html", headers=_headers(request))
+    return web.Response(text=body, status=status, content_type="text/html", headers=_headers())
 
 
 async def start_page(request: web.Request) -> web.StreamResponse:
@@ -98,7 +99,7 @@ async def start_page(request: web.Request) -> web.StreamResponse:
     )
     # the form posts here, and browsers apply form-action to the redirect that follows too
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(info.authorization_endpoint))
-    return web.Response(text=body, content_type="text/html", headers=_headers(request, f"'self' {origin}"))
+    return web.Response(text=body, content_type="text/html", headers=_headers(f"'self' {origin}"))
 
 
 async def start(request: web.Request) -> web.StreamResponse:
@@ -112,7 +113,7 @@ async def start(request: web.Request) -> web.StreamResponse:
         begun = await oauth.open_start_link(ticket if isinstance(ticket, str) else None)
     except RoomsvcError as exc:
         return _page(request, "This link cannot be used", exc.message, status=wire_error(exc).status, ok=False)
-    response = web.Response(status=302, headers={**_headers(request), "Location": begun.authorization_url})
+    response = web.Response(status=302, headers={**_headers(), "Location": begun.authorization_url})
     response.set_cookie(
         begun.cookie_name, begun.binding, max_age=int(begun.max_age), path=CALLBACK_PATH,
         httponly=True, samesite="Lax", secure=not oauth.policy.insecure_ok,
