@@ -39,10 +39,16 @@ class Room:
         self.agent: NativeClient | None = None
         #: script errors and CSP violations seen on any page (each test checks it stays empty)
         self.errors: list[str] = []
+        #: the tokens given to pages, and every URL any page requested or opened a websocket to
+        self.tokens: dict[str, str] = {}
+        self.requested: list[str] = []
 
     def url(self, identity: str | None = None) -> str:
         base = f"{self.env.server.url}/ui/rooms/{ROOM}"
-        return f"{base}#token={token(self.env, identity)}" if identity else base
+        if identity is None:
+            return base
+        self.tokens[identity] = token(self.env, identity)
+        return f"{base}#token={self.tokens[identity]}"
 
     async def open(self, chromium: Any, identity: str) -> Any:
         context = await chromium.new_context(viewport={"width": 1200, "height": 900})
@@ -57,6 +63,8 @@ class Room:
         return page
 
     def watch(self, page: Any, who: str) -> None:
+        page.on("request", lambda r: self.requested.append(r.url))
+        page.on("websocket", lambda ws: self.requested.append(ws.url))
         page.on("pageerror", lambda exc: self.errors.append(f"{who}: script error {exc}"))
         page.on("console", lambda m: self.errors.append(f"{who}: {m.text}")
                 if "Content Security Policy" in m.text or m.type == "error" else None)
@@ -83,6 +91,9 @@ def no_page_errors(request: pytest.FixtureRequest) -> Any:
     if "room" in request.fixturenames:
         cast = request.getfixturevalue("room")
         assert not cast.errors, cast.errors
+        # no page ever put a token in a URL (the fragment is never requested)
+        assert not any(given in url for given in cast.tokens.values() for url in cast.requested)
+        assert not any("token=" in url or ("/ws" in url and "?" in url) for url in cast.requested), cast.requested
 
 
 async def seen(get: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool], what: str = "the page to show it") -> None:
@@ -204,6 +215,9 @@ async def test_two_pages_and_an_agent_see_each_other_and_exchange_messages(room:
         await room.agent.request("call", {"to": (await participants(room.agent))[room.alice], "method": "ask",
                                           "body": {}, "timeout": 20})
     assert refused.value.name != "timeout" and "console" in str(refused.value.message), refused.value.error
+    # the tokens went in the auth message and Authorization headers, never in a URL
+    assert any(u.endswith(f"/v1/rooms/{ROOM}/ws") for u in room.requested), room.requested
+    assert any("/oauth/credentials" in u for u in room.requested), room.requested
     await shots.take(alice, "presence-and-messages-alice")
     await shots.take(bob, "presence-and-messages-bob")
 

@@ -106,7 +106,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "get": _op("the caller's OAuth credentials: metadata, status, connected account (never a token)",
                            obj(credentials={"type": "array", "items": {**_SECRET_META, "properties": {
                                **_SECRET_META["properties"],  # type: ignore[dict-item]
-                               "status": {"type": "string", "enum": ["active", "reauth_required"]},
+                               "status": {"type": "string", "enum": ["active", "reauth_required", "unreadable"]},
                                "connector": {"type": "string"}, "issuer": {"type": "string"},
                                "subject": {"type": "string"}, "scopes": {"type": "array"},
                                "covers": {"type": "array"}, "expires_at": {"type": "number"}}}}),
