@@ -320,8 +320,8 @@
         status(card, 'Provided.');
       } catch (e) { status(card, `Not provided: ${e.message}`); }
     });
+    // no focus() here: a request must not steal the keyboard from someone typing a message
     card.append(form, el('p', { className: 'status', role: 'status' }));
-    input.focus();
   }
 
   function status(card, text) {
