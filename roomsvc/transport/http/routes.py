@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from roomsvc.transport.http import admin_api, headers_api, llm_api, oauth_api, ops_api, secrets_api
+from roomsvc.transport.http import (
+    admin_api,
+    console_api,  # the room console (issue 16)
+    console_ui,  # the room console (issue 16)
+    headers_api,
+    llm_api,  # the LLM proxy (issue 14)
+    oauth_api,
+    ops_api,
+    secrets_api,
+)
 
 
 def add_routes(app: web.Application) -> None:
@@ -38,8 +47,15 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/admin/tokens/revoke", admin_api.revoke_tokens)
     app.router.add_post("/v1/admin/backup", admin_api.backup)
 
-    # LLM proxy (docs/llm.md): every method reaches the handler, which forwards only the
-    # endpoints it knows and refuses the rest in the provider's error shape
+    # -- the room console (issue 16): a person's page, and what it reads ----------------------
+    app.router.add_get("/ui/rooms/{room}", console_ui.console_page)
+    app.router.add_get("/ui/static/{name}", console_ui.static_file)
+    app.router.add_route("*", "/ui/{tail:.*}", console_ui.anything_else)  # after the two above
+    app.router.add_get("/v1/rooms/{room}/oauth/credentials", console_api.list_credentials)
+    app.router.add_get("/v1/rooms/{room}/audit", console_api.own_audit)
+
+    # -- LLM proxy (issue 14, docs/llm.md): every method reaches the handler, which forwards
+    # only the endpoints it knows and refuses the rest in the provider's error shape
     app.router.add_route("*", "/v1/llm/openai/{tail:.*}", llm_api.openai)
     app.router.add_route("*", "/v1/llm/anthropic/{tail:.*}", llm_api.anthropic)
     app.router.add_get("/v1/admin/llm/usage", llm_api.usage)
