@@ -16,6 +16,8 @@ from roomsvc.domain.revocation import TokenService
 from roomsvc.domain.rooms import RoomService
 from roomsvc.domain.secret_requests import SecretRequestService
 from roomsvc.domain.secrets import SecretService
+from roomsvc.domain.service_catalog import ServiceCatalog
+from roomsvc.domain.service_supervisor import ServiceSupervisor
 
 
 @dataclass(frozen=True)
@@ -44,3 +46,8 @@ class Services:
     audit_pruner: AuditPruner
     #: token revocation and session expiry (authenticate checks it too)
     tokens: TokenService
+    # -- services (issue 13) --
+    #: room service specs (operators)
+    service_catalog: ServiceCatalog
+    #: running room services (start, stop, status, logs)
+    service_supervisor: ServiceSupervisor

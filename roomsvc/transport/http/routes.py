@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from roomsvc.transport.http import admin_api, headers_api, oauth_api, ops_api, secrets_api
+from roomsvc.transport.http import admin_api, headers_api, oauth_api, ops_api, secrets_api, services_api
 
 
 def add_routes(app: web.Application) -> None:
@@ -37,3 +37,13 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/admin/audit/prune", admin_api.prune_audit)
     app.router.add_post("/v1/admin/tokens/revoke", admin_api.revoke_tokens)
     app.router.add_post("/v1/admin/backup", admin_api.backup)
+
+    # -- services (issue 13) --
+    app.router.add_get("/v1/admin/rooms/{room}/services", services_api.list_services)
+    app.router.add_post("/v1/admin/rooms/{room}/services", services_api.create_service)
+    app.router.add_get("/v1/admin/rooms/{room}/services/{name}", services_api.get_service)
+    app.router.add_delete("/v1/admin/rooms/{room}/services/{name}", services_api.delete_service)
+    app.router.add_post("/v1/admin/rooms/{room}/services/{name}/start", services_api.start_service)
+    app.router.add_post("/v1/admin/rooms/{room}/services/{name}/stop", services_api.stop_service)
+    app.router.add_get("/v1/admin/rooms/{room}/services/{name}/status", services_api.service_status)
+    app.router.add_get("/v1/admin/rooms/{room}/services/{name}/logs", services_api.service_logs)
