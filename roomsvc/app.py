@@ -201,6 +201,7 @@ def _services(
         clients=credentials.clients, auditor=auditor, clock=clock, links=OAuthLinks(public_url), policy=policy,
         limiter=limiter,
     )
+    catalog = ServiceCatalog(store=SqliteServiceStore(store), auditor=auditor, clock=clock, load=load_document)
     return Services(
         rooms=rooms,
         secrets=secrets,
@@ -226,21 +227,21 @@ def _services(
             batch=settings.secrets.audit_prune_batch,
         ),
         tokens=tokens,
-        **_room_services(settings, store=store, auditor=auditor, clock=clock, secrets=uncharged,
-                         project_secrets=project_secrets, signing=signing),
+        service_catalog=catalog,
+        service_supervisor=_service_supervisor(settings, catalog=catalog, auditor=auditor, clock=clock, secrets=uncharged,
+                                               project_secrets=project_secrets, signing=signing),
     )
 
 
 # -- services (issue 13) --------------------------------------------------------------------------
 
 
-def _room_services(
-    settings: Settings, *, store: SqliteStore, auditor: Auditor, clock: Clock, secrets: SecretService,
+def _service_supervisor(
+    settings: Settings, *, catalog: ServiceCatalog, auditor: Auditor, clock: Clock, secrets: SecretService,
     project_secrets: ProjectSecretService, signing: SigningKeyring,
-) -> dict[str, object]:
-    """The service catalog and the supervisor with the configured runner."""
+) -> ServiceSupervisor:
+    """The room services' supervisor with the configured runner."""
     s = settings.services
-    catalog = ServiceCatalog(store=SqliteServiceStore(store), auditor=auditor, clock=clock, load=load_document)
 
     def mint_service_token(identity: str, room: str, role: str, api: Mapping[str, Any], ttl: int) -> str:
         now = int(clock.now())
@@ -256,16 +257,15 @@ def _room_services(
         runner = PodmanRunner(PodmanSettings(
             executable=s.podman, runtime=s.podman_runtime, cgroup_manager=s.podman_cgroup_manager,
             env_loader=s.podman_env_loader, insecure_registries=s.insecure_registries,
-            state_dir=settings.services_dir, pull_timeout=s.pull_timeout,
+            state_dir=settings.services_dir, pull_timeout=s.pull_timeout, network=s.podman_network,
         ))
-    supervisor = ServiceSupervisor(
+    return ServiceSupervisor(
         catalog=catalog, resolver=resolver, runner=runner, clock=clock,
         settings=SupervisorSettings(
             backoff_initial=s.backoff_initial, backoff_max=s.backoff_max, backoff_reset=s.backoff_reset,
             stop_timeout=s.stop_timeout, token_renew_margin=s.token_renew_margin, log_lines=s.log_lines,
         ),
     )
-    return {"service_catalog": catalog, "service_supervisor": supervisor}
 
 
 def rate_limiter(settings: Settings, clock: Clock) -> RateLimiter:

@@ -193,6 +193,8 @@ class ServicesSettings:
     #: a static busybox on the host, mounted read-only into each container to load the
     #: environment from a pipe (so it is in neither ``ps`` nor ``podman inspect``)
     podman_env_loader: str = "/bin/busybox"
+    #: the network containers join (podman's --network); empty = podman's default
+    podman_network: str = ""
     #: registries pulled from over plain http / unverified TLS (tests: a loopback registry)
     insecure_registries: tuple[str, ...] = ()
     #: where runners keep their state (podman's conf, process working directories);

@@ -8,6 +8,7 @@ every refusal, is audited with the channel ``admin``.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -114,7 +115,7 @@ class ServiceCatalog:
             raise NotFound(f"no service {name!r} in room {room!r}")
         return found
 
-    async def all(self, room: str | None = None) -> list[ServiceRecord]:
+    async def all(self, room: str | None = None) -> builtins.list[ServiceRecord]:
         """Every stored spec (for ``services.autostart``)."""
         return await self._store.list_services(room)
 

@@ -136,7 +136,7 @@ class EnvironmentResolver:
         except DecryptionFailed:
             raise DecryptionFailed(f"{where}: room secret {secret_id!r} of identity {identity!r} does not decrypt") from None
         try:
-            return value.decode("utf-8")
+            return value.reveal().decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidRequest(f"{where}: room secret {secret_id!r} is not UTF-8 text; an environment variable holds text") from None
 

@@ -50,7 +50,8 @@ _UNREACHABLE = re.compile(r"connection refused|no such host|i/o timeout|network 
 
 class PodmanSettings:
     def __init__(self, *, executable: str, runtime: str, cgroup_manager: str, env_loader: str,
-                 insecure_registries: tuple[str, ...], state_dir: Path, pull_timeout: float) -> None:
+                 insecure_registries: tuple[str, ...], state_dir: Path, pull_timeout: float, network: str = "") -> None:
+        self.network = network
         self.executable = executable
         self.runtime = runtime
         self.cgroup_manager = cgroup_manager
@@ -187,6 +188,7 @@ class PodmanRunner:
             "run", "--rm", "--interactive", "--pull", "never", "--name", name,
             "--label", f"roomsvc.room={room}", "--label", f"roomsvc.service={spec.name}",
             "--volume", f"{self._s.env_loader}:{LOADER}:ro",
+            *(["--network", self._s.network] if self._s.network else []),
             "--entrypoint", json.dumps([LOADER, "sh", "-c", LOADER_SCRIPT, "roomsvc-env"]),
             image, *command,
         ]
