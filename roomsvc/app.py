@@ -41,11 +41,13 @@ from roomsvc.domain.secrets import SecretService
 from roomsvc.domain.service_catalog import ServiceCatalog
 from roomsvc.domain.service_env import EnvironmentResolver
 from roomsvc.domain.service_supervisor import Runner, ServiceSupervisor, SupervisorSettings
+from roomsvc.domain.service_templates import ServiceInstaller
 from roomsvc.domain.services import Services
 from roomsvc.integrations.oauth_provider import AiohttpOAuthProvider
 from roomsvc.integrations.podman_runner import PodmanRunner, PodmanSettings
 from roomsvc.integrations.process_runner import ProcessRunner
 from roomsvc.integrations.spec_yaml import load_document
+from roomsvc.integrations.templates import render_template
 from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
 from roomsvc.storage.sqlite.service_store import SqliteServiceStore
 from roomsvc.storage.sqlite.store import SqliteStore, database_exists
@@ -228,6 +230,7 @@ def _services(
         ),
         tokens=tokens,
         service_catalog=catalog,
+        service_installer=ServiceInstaller(catalog=catalog, secrets=uncharged, load=load_document, render=render_template),
         service_supervisor=_service_supervisor(settings, catalog=catalog, auditor=auditor, clock=clock, secrets=uncharged,
                                                project_secrets=project_secrets, signing=signing),
     )

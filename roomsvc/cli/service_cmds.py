@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -13,7 +14,9 @@ from urllib.parse import quote
 from roomsvc.cli.options import Parents, command, usage
 from roomsvc.cli.terminal import printable
 from roomsvc.client.http import ApiClient
+from roomsvc.domain.service_templates import parse_template
 from roomsvc.errors import InvalidRequest, Unauthenticated
+from roomsvc.integrations.spec_yaml import load_document
 
 #: a start pulls the image first: wait for it longer than for other calls
 START_TIMEOUT = 900.0
@@ -38,6 +41,14 @@ def register(sub: Any, parents: Parents) -> None:
     ):
         p = command(s_sub, name, func, parents=in_room, help=text)
         p.add_argument("name", metavar="NAME")
+    p = command(s_sub, "install", cmd_install, parents=in_room, help="install a ServiceTemplate", description=(
+        "Install a ServiceTemplate: variables annotated meshagent.secret.* are stored as room secrets for the "
+        "annotated identity (never rendered into the spec), the others are rendered into it, and the service is "
+        "saved. Values not given with --value are asked for (hidden input for obscure variables)."))
+    p.add_argument("template", metavar="TEMPLATE", help="the template file (YAML); - reads stdin")
+    p.add_argument("--value", action="append", default=[], metavar="NAME=VALUE",
+                   help="a variable's value (repeatable); prefer the hidden prompt for secret variables")
+    p.add_argument("--replace", action="store_true", help="overwrite a service of the same name")
     p = command(s_sub, "logs", cmd_logs, parents=in_room, help="print a service's recent output (secret values masked)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--tail", type=int, default=0, help="only the last N lines")
@@ -66,16 +77,53 @@ def _print(value: Any) -> None:
 
 def cmd_create(args: argparse.Namespace) -> int:
     with usage():
-        try:
-            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidRequest(f"cannot read {args.file}: {type(exc).__name__}") from None
+        text = _read(args.file)
 
     async def work(client: ApiClient) -> None:
         result = await client.request("POST", _base(args), json_body={"yaml": text, "replace": args.replace})
         print(f"stored service {result['service']['name']!r} in room {args.room!r}", file=sys.stderr)
 
     return _run(args, work)
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    with usage():
+        text = _read(args.template)
+        values: dict[str, str] = {}
+        for item in args.value:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise InvalidRequest("--value takes NAME=VALUE")
+            values[name] = value
+        template = parse_template(load_document(text))
+    for v in template.variables:
+        if v.name in values:
+            continue
+        if not sys.stdin.isatty():
+            if v.optional:
+                continue
+            with usage():
+                raise InvalidRequest(f"no value for variable {v.name!r}: pass --value {v.name}=... or run in a terminal")
+        label = f"{v.title or v.name}{' (optional)' if v.optional else ''}{f' [{chr(47).join(v.enum)}]' if v.enum else ''}: "
+        answer = getpass.getpass(label) if v.obscure or v.secret_id else input(label)
+        if answer or not v.optional:
+            values[v.name] = answer
+
+    async def work(client: ApiClient) -> None:
+        body = {"template": text, "values": values, "replace": args.replace}
+        result = await client.request("POST", f"/v1/admin/rooms/{quote(args.room, safe='')}/service-templates", json_body=body)
+        stored = [f"{v.secret_identity}/{v.secret_id}" for v in template.variables if v.secret_id and values.get(v.name)]
+        print(f"installed service {result['service']['name']!r} in room {args.room!r}"
+              + (f"; stored room secrets {', '.join(stored)}" if stored else ""), file=sys.stderr)
+
+    return _run(args, work)
+
+
+def _read(path: str) -> str:
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"cannot read {path}: {type(exc).__name__}") from None
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from roomsvc.domain.secret_requests import SecretRequestService
 from roomsvc.domain.secrets import SecretService
 from roomsvc.domain.service_catalog import ServiceCatalog
 from roomsvc.domain.service_supervisor import ServiceSupervisor
+from roomsvc.domain.service_templates import ServiceInstaller
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,5 @@ class Services:
     service_catalog: ServiceCatalog
     #: running room services (start, stop, status, logs)
     service_supervisor: ServiceSupervisor
+    #: ServiceTemplate installs (secret variables stored as room secrets)
+    service_installer: ServiceInstaller

@@ -169,6 +169,11 @@ def _service_paths(obj: Any) -> dict[str, Any]:
                            params=[_ROOM], body=obj(yaml={"type": "string"}, spec={"type": "object"},
                                                     replace={"type": "boolean"}), tag=tag)},
         },
+        "/v1/admin/rooms/{room}/service-templates": {"post": _op(
+            "install a ServiceTemplate: secret variables become room secrets, the rest is rendered into the spec",
+            obj(service={"type": "object"}), params=[_ROOM], tag=tag,
+            body=obj(template={"type": "string"}, values={"type": "object", "additionalProperties": {"type": "string"}},
+                     replace={"type": "boolean"}))},
         base + "/{name}": {
             "get": _op("one service spec", obj(service={"type": "object"}), params=[_ROOM, name], tag=tag),
             "delete": _op("stop and delete a service", obj(deleted={"type": "string"}), params=[_ROOM, name], tag=tag),

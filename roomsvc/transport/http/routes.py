@@ -41,6 +41,7 @@ def add_routes(app: web.Application) -> None:
     # -- services (issue 13) --
     app.router.add_get("/v1/admin/rooms/{room}/services", services_api.list_services)
     app.router.add_post("/v1/admin/rooms/{room}/services", services_api.create_service)
+    app.router.add_post("/v1/admin/rooms/{room}/service-templates", services_api.install_template)
     app.router.add_get("/v1/admin/rooms/{room}/services/{name}", services_api.get_service)
     app.router.add_delete("/v1/admin/rooms/{room}/services/{name}", services_api.delete_service)
     app.router.add_post("/v1/admin/rooms/{room}/services/{name}/start", services_api.start_service)

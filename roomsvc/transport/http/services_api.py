@@ -75,3 +75,21 @@ async def service_logs(request: web.Request) -> web.Response:
         raise InvalidRequest("'tail' is a number of lines") from None
     lines = await request.app[SERVICES].service_supervisor.logs(caller(request), *_names(request), tail=tail)
     return web.json_response({"logs": lines})
+
+
+async def install_template(request: web.Request) -> web.Response:
+    """Body: ``{"template": "<ServiceTemplate YAML>", "values": {name: value}, "replace": false}``."""
+    principal = caller(request)
+    room, _ = _names(request)
+    installer = request.app[SERVICES].service_installer
+    await request.app[SERVICES].service_catalog.authorize(principal, room, "*", "service_install")
+    body = await json_body(request, principal)
+    text, values, replace = body.get("template"), body.get("values", {}), body.get("replace", False)
+    if not isinstance(text, str):
+        raise InvalidRequest("'template' must be the ServiceTemplate as YAML text")
+    if not isinstance(values, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+        raise InvalidRequest("'values' must map variable names to text")
+    if not isinstance(replace, bool):
+        raise InvalidRequest("'replace' must be true or false")
+    record = await installer.install(principal, room, text, values, replace=replace)
+    return web.json_response({"service": record.as_dict()}, status=201)

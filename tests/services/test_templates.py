@@ -1,0 +1,147 @@
+"""ServiceTemplate installs: a secret variable becomes a room secret of the annotated
+identity and never enters the spec or any log; the rest is rendered in a sandbox."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+
+import pytest
+
+from tests.services.conftest import ROOM
+from tests.support.peers import need
+from tests.support.server import Server
+from tests.support.waiting import until
+from tests.vault.conftest import Http, audit_lines
+
+SECRET = "template-secret-CANARY-5a2c"
+BB = "/bin/busybox"
+
+TEMPLATE = """\
+version: v1
+kind: ServiceTemplate
+metadata:
+  name: mailer
+  description: "sends mail as {{ sender }}"
+variables:
+  - name: sender
+    title: Sender address
+    type: email
+  - name: mode
+    enum: [dev, prod]
+    optional: true
+  - name: api_key
+    title: Mail API key
+    obscure: true
+    annotations:
+      meshagent.secret.id: mail-api-key
+      meshagent.secret.identity: mailer-bot
+      meshagent.secret.name: Mail API key
+      meshagent.secret.type: text/plain
+container:
+  command: ["/bin/busybox", "sh", "-c", "echo \\"key $(printf '%s\\\\n' \\"$API_KEY\\" | /bin/busybox sha256sum | /bin/busybox cut -c1-64)\\"; echo \\"sender $SENDER\\"; echo \\"leak $API_KEY\\"; exec /bin/busybox sleep 600"]
+  environment:
+    - name: SENDER
+      value: "{{ sender }}"
+    - name: MODE
+      value: "{{ mode }}"
+    - name: API_KEY
+      secret: {identity: mailer-bot, id: mail-api-key}
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    need(os.path.exists(BB), "busybox-static (/bin/busybox) is not installed")
+    srv = Server(tmp_path_factory.mktemp("tpl") / "data", env={"ROOMSVC_SERVICES_RUNNER": "process",
+                                                               "ROOMSVC_SERVICES_STOP_TIMEOUT": "2"}).start()
+    yield srv
+    srv.stop()
+    assert SECRET not in srv.stderr()
+
+
+def install(server: Server, template: str, *values: str) -> tuple[int, str]:
+    args = ["service", "install", "-", "--room", ROOM]
+    for value in values:
+        args += ["--value", value]
+    r = server.cli(*args, token=server.operator_token(), input=template.encode())
+    return r.returncode, (r.stdout + r.stderr).decode()
+
+
+async def test_install_stores_the_secret_for_the_annotated_identity_and_never_in_the_spec(server: Server) -> None:
+    code, out = install(server, TEMPLATE, "sender=bot@example.com", f"api_key={SECRET}")
+    assert code == 0, out
+    assert "stored room secrets mailer-bot/mail-api-key" in out and SECRET not in out
+
+    # the room secret belongs to the annotated identity, with the annotated metadata
+    async with Http(server, server.token("mailer-bot", ROOM, api=("secrets",))) as owner:
+        reply = await owner.call("GET", Http.path(ROOM, "mail-api-key"))
+        listing = await owner.call("GET", Http.path(ROOM))
+    assert reply.status == 200 and base64.b64decode(reply.body["value_base64"]) == SECRET.encode()
+    [meta] = listing.body["secrets"]
+    assert (meta["id"], meta["name"], meta["type"]) == ("mail-api-key", "Mail API key", "text/plain")
+
+    shown = server.cli("service", "show", "mailer", "--room", ROOM, token=server.operator_token())
+    assert shown.returncode == 0 and SECRET not in shown.stdout.decode()
+    spec = json.loads(shown.stdout)["spec"]
+    assert spec["kind"] == "Service" and "variables" not in spec
+    env = {e["name"]: e for e in spec["container"]["environment"]}
+    assert env["SENDER"]["value"] == "bot@example.com" and env["MODE"]["value"] == ""
+    assert spec["metadata"]["description"] == "sends mail as bot@example.com"
+
+    # the service gets it through environment[].secret; its own echo of it is masked
+    assert server.cli("service", "start", "mailer", "--room", ROOM, token=server.operator_token()).returncode == 0
+
+    async def lines() -> list[str]:
+        async with Http(server, server.operator_token()) as http:
+            return (await http.call("GET", f"/v1/admin/rooms/{ROOM}/services/mailer/logs")).body["logs"]
+
+    async def reported() -> bool:
+        return any(line.startswith("leak ") for line in await lines())
+
+    await until(reported, "the templated service reported")
+    out_lines = await lines()
+    assert f"key {hashlib.sha256((SECRET + chr(10)).encode()).hexdigest()}" in out_lines
+    assert "sender bot@example.com" in out_lines and "leak [hidden]" in out_lines
+    assert SECRET not in "\n".join(out_lines)
+    assert server.cli("service", "stop", "mailer", "--room", ROOM, token=server.operator_token()).returncode == 0
+
+    stored = [a for a in await audit_lines(server, room=ROOM) if a["secret_id"] == "mail-api-key" and a["action"] == "create"]
+    assert [(a["actor"], a["channel"], a["outcome"]) for a in stored] == [("mailer-bot", "install:mailer", "ok")]
+
+
+async def test_a_template_that_interpolates_a_secret_is_refused_before_anything_is_stored(server: Server) -> None:
+    leaky = TEMPLATE.replace("name: mailer\n", "name: leaky\n").replace('value: "{{ mode }}"', 'value: "{{ api_key }}"')
+    leaky = leaky.replace("mail-api-key", "leaky-key")
+    code, out = install(server, leaky, "sender=bot@example.com", f"api_key={SECRET}")
+    assert code == 1 and "'api_key' is undefined" in out and "only non-secret variables" in out and SECRET not in out
+    async with Http(server, server.token("mailer-bot", ROOM, api=("secrets",))) as owner:
+        assert (await owner.call("GET", Http.path(ROOM, "leaky-key", "/exists"))).body["exists"] is False
+
+
+async def test_missing_identity_annotation_and_bad_values_are_named(server: Server) -> None:
+    no_identity = TEMPLATE.replace("      meshagent.secret.identity: mailer-bot\n", "")
+    code, out = install(server, no_identity, "sender=bot@example.com", f"api_key={SECRET}")
+    assert code == 2 and "variables[2].annotations.meshagent.secret.identity: required" in out
+    async with Http(server, server.operator_token()) as http:  # the server checks it too
+        reply = await http.call("POST", f"/v1/admin/rooms/{ROOM}/service-templates",
+                                json={"template": no_identity, "values": {"sender": "a@b.c", "api_key": SECRET}})
+    assert reply.error == "invalid_request" and "meshagent.secret.identity" in reply.text and SECRET not in reply.text
+
+    for values, named in ((["sender=not-an-address", f"api_key={SECRET}"], "variables[0] (sender): must be an email"),
+                          (["sender=a@b.c", "mode=staging", f"api_key={SECRET}"], "variables[1] (mode): must be one of"),
+                          (["sender=a@b.c"], "no value for variable 'api_key'")):
+        code, out = install(server, TEMPLATE.replace("name: mailer\n", "name: other\n"), *values)
+        assert code in (1, 2) and named in out and SECRET not in out, out
+
+
+async def test_a_value_cannot_break_out_of_its_string(server: Server) -> None:
+    sneaky = 'a@b.c", "pull_secret": "evil'
+    template = TEMPLATE.replace("name: mailer\n", "name: quoted\n").replace("    type: email\n", "")
+    code, out = install(server, template, f"sender={sneaky}", f"api_key={SECRET}")
+    assert code == 0, out
+    shown = json.loads(server.cli("service", "show", "quoted", "--room", ROOM, token=server.operator_token()).stdout)
+    env = {e["name"]: e for e in shown["spec"]["container"]["environment"]}
+    assert env["SENDER"]["value"] == sneaky and "pull_secret" not in shown["spec"]["container"]
