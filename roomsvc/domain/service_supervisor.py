@@ -25,7 +25,7 @@ import enum
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from roomsvc.clock import Clock
 from roomsvc.domain.principal import Principal
@@ -121,8 +121,9 @@ class _Unit:
 class ServiceSupervisor:
     def __init__(
         self, *, catalog: ServiceCatalog, resolver: EnvironmentResolver, runner: Runner, clock: Clock,
-        settings: SupervisorSettings,
+        settings: SupervisorSettings, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        self._sleep = sleep  # tests record the backoff delays instead of waiting them out
         self._catalog = catalog
         self._resolver = resolver
         self._runner = runner
@@ -238,7 +239,7 @@ class ServiceSupervisor:
             unit.state = ServiceState.BACKOFF
             unit.running = None
             if delay_now:
-                await asyncio.sleep(delay_now)
+                await self._sleep(delay_now)
             if unit.stopping:
                 break
             try:
