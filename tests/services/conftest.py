@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.error
+import urllib.request
 from typing import Any
 
 from tests.support.server import Server
@@ -67,10 +69,28 @@ def seed_vault(server: Server, op: str) -> None:
     assert r.returncode == 0, r.stderr
 
 
+def api(server: Server, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+    """One admin API call with the operator token (the CLI is exercised elsewhere; each of
+    its runs starts a Python interpreter, which a loaded machine makes slow)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(server.url + path, data=data, method=method, headers={
+        "Authorization": f"Bearer {server.operator_token()}", "Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=300) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
 def create(server: Server, op: str, spec: dict[str, Any], *, replace: bool = False) -> None:
-    args = ["service", "create", "--room", ROOM, "--file", "-"] + (["--replace"] if replace else [])
-    r = server.cli(*args, token=op, input=json.dumps(spec).encode())  # JSON is YAML
-    assert r.returncode == 0, r.stderr
+    status, body = api(server, "POST", f"/v1/admin/rooms/{ROOM}/services", {"spec": spec, "replace": replace})
+    assert status == 201, body
+
+
+def run(server: Server, verb: str, name: str) -> tuple[int, dict[str, Any]]:
+    """start / stop a service through the API."""
+    return api(server, "POST", f"/v1/admin/rooms/{ROOM}/services/{name}/{verb}")
 
 
 def no_canary(text: str | bytes) -> None:
