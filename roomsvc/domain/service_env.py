@@ -27,7 +27,7 @@ from roomsvc.domain.principal import Principal
 from roomsvc.domain.project_secrets import ProjectSecretService, PullCredentials
 from roomsvc.domain.secrets import SecretService
 from roomsvc.domain.service_spec import ServiceSpec
-from roomsvc.errors import DecryptionFailed, InvalidRequest, NotFound, PermissionDenied
+from roomsvc.errors import DecryptionFailed, InvalidRequest, NotFound, OAuthError, PermissionDenied, ReauthRequired
 from roomsvc.ids import Identity, RoomName
 
 #: mints a signed participant token: (identity, room, role, api sections, ttl) -> token
@@ -135,6 +135,12 @@ class EnvironmentResolver:
             raise PermissionDenied(f"{where}: reading room secret {secret_id!r} as {identity!r} was refused ({exc.message})") from None
         except DecryptionFailed:
             raise DecryptionFailed(f"{where}: room secret {secret_id!r} of identity {identity!r} does not decrypt") from None
+        except ReauthRequired:
+            # an OAuth credential whose grant is gone: the missing grant is the owner's consent
+            raise ReauthRequired(f"{where}: the OAuth grant behind room secret {secret_id!r} is gone; "
+                                 f"{identity!r} must consent again") from None
+        except OAuthError as exc:
+            raise type(exc)(f"{where}: refreshing OAuth credential {secret_id!r} failed ({exc.message})", error=exc.error) from None
         try:
             return value.reveal().decode("utf-8")
         except UnicodeDecodeError:

@@ -20,10 +20,11 @@ CANARIES = (ROOM_SECRET, BAG_A, BAG_B, PULL_PASSWORD)
 
 
 def probe_script(bb: str) -> str:
-    """A shell script that proves by hashes (never values) what arrived, calls roomsvc with
-    its token, prints a secret outright (its logs must mask it) and then waits."""
+    """A shell script that proves by hashes (never values) what arrived (a hash of every
+    variable it has), calls roomsvc with its token, prints a secret outright (its logs
+    must mask it) and then waits."""
     return (
-        f"for v in LIT ROOMSEC BAG_A BAG_B PULL_PASSWORD; do "
+        f"for v in $({bb} env | {bb} cut -d= -f1); do "
         f"eval \"x=\\${{$v-}}\"; echo \"hash $v $(printf '%s\\n' \"$x\" | {bb} sha256sum | {bb} cut -c1-64)\"; done; "
         f"echo \"names $({bb} env | {bb} cut -d= -f1 | {bb} sort | {bb} tr '\\n' ' ')\"; "
         f"if {bb} wget -q -O /dev/null --header \"Authorization: Bearer $ROOM_TOKEN\" "

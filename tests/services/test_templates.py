@@ -4,15 +4,23 @@ identity and never enters the spec or any log; the rest is rendered in a sandbox
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
+import pty
+import select
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
 
 import pytest
 
 from tests.services.conftest import ROOM, api
 from tests.support.peers import need
-from tests.support.server import Server
+from tests.support.server import REPO, Server
 from tests.support.waiting import until
 from tests.vault.conftest import Http, audit_lines
 
@@ -151,3 +159,49 @@ async def test_a_value_cannot_break_out_of_its_string(server: Server) -> None:
     shown = api(server, "GET", f"/v1/admin/rooms/{ROOM}/services/quoted")[1]["service"]
     env = {e["name"]: e for e in shown["spec"]["container"]["environment"]}
     assert env["SENDER"]["value"] == sneaky and "pull_secret" not in shown["spec"]["container"]
+
+
+def test_values_not_given_are_asked_for_and_secret_ones_without_echo(server: Server) -> None:
+    """In a terminal (a real pty), the CLI prompts: plain input for a public variable,
+    hidden input for an obscure or secret one; the secret is never echoed back."""
+    template = TEMPLATE.replace("name: mailer\n", "name: prompted\n").replace("mail-api-key", "prompted-key")
+    path = Path(server.data_dir).parent / "prompted.yaml"
+    path.write_text(template)
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:  # the child's own session, with the pty as its terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
+    env.update({"ROOMSVC_URL": server.url, "ROOMSVC_TOKEN": server.operator_token()})
+    proc = subprocess.Popen([sys.executable, "-m", "roomsvc", "service", "install", str(path), "--room", ROOM],
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                            preexec_fn=controlling_terminal, env=env, cwd=REPO)
+    os.close(slave)
+    transcript = b""
+
+    def read_until(marker: bytes) -> None:
+        nonlocal transcript
+        deadline = time.monotonic() + 60
+        while marker not in transcript:
+            assert time.monotonic() < deadline, transcript
+            ready, _, _ = select.select([master], [], [], 1)
+            if ready:
+                transcript += os.read(master, 4096)
+
+    try:
+        read_until(b"Sender address: ")
+        os.write(master, b"bot@example.com\n")
+        read_until(b"(optional) [dev/prod]: ")
+        os.write(master, b"\n")
+        read_until(b"Mail API key: ")
+        os.write(master, SECRET.encode() + b"\n")
+        read_until(b"installed service 'prompted'")
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert b"bot@example.com" in transcript  # a public value is echoed as typed
+    assert SECRET.encode() not in transcript  # a secret one is not
+    assert b"stored room secrets mailer-bot/prompted-key" in transcript
