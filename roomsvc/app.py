@@ -261,6 +261,7 @@ def _service_supervisor(
             executable=s.podman, runtime=s.podman_runtime, cgroup_manager=s.podman_cgroup_manager,
             env_loader=s.podman_env_loader, insecure_registries=s.insecure_registries,
             state_dir=settings.services_dir, pull_timeout=s.pull_timeout, network=s.podman_network,
+            command_timeout=s.podman_timeout,
         ))
     return ServiceSupervisor(
         catalog=catalog, resolver=resolver, runner=runner, clock=clock,

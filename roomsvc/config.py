@@ -200,8 +200,10 @@ class ServicesSettings:
     #: where runners keep their state (podman's conf, process working directories);
     #: empty = <data_dir>/services
     state_dir: str = ""
-    #: a pull (podman pull) may take this long
+    #: a pull (podman pull) may take this long; other podman commands (rm, stop, inspect)
+    #: podman_timeout on top of what they wait for themselves
     pull_timeout: float = 300.0
+    podman_timeout: float = 30.0
     #: lifetime of a token minted for an environment entry, and how long before it
     #: expires the service is restarted with a fresh one
     token_ttl: int = 3600

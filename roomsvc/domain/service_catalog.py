@@ -85,6 +85,8 @@ class ServiceCatalog:
         doc = self._load(document) if isinstance(document, str) else document
         spec = parse_service_spec(doc)
         assert isinstance(doc, dict)  # parse_service_spec checked it is a mapping
+        if doc.get("room") is not None and doc["room"] != room_:
+            raise SpecError("room", f"names another room than {room_!r}, where the spec is being stored")
         now = self._clock.now()
         current = await self._store.get_service(room_, spec.name)
         record = ServiceRecord(room=room_, name=spec.name, spec=doc, created_by=caller.identity,
@@ -107,6 +109,10 @@ class ServiceCatalog:
         line = self._audit.line(caller, _Place(room_, None, name), "service_delete", "admin", "ok")
         if not await self._store.delete_service(room_, name, audit=line):
             raise NotFound(f"no service {name!r} in room {room_!r}")
+
+    async def audit(self, caller: Principal, room: str, name: str, action: str, outcome: str) -> None:
+        """An audit line for an operation on a stored service (start, stop)."""
+        await self._audit.record(caller, _Place(room, None, name), action, "admin", outcome)
 
     async def find(self, room: str, name: str) -> ServiceRecord:
         """A stored spec, for the runner (already authorized)."""

@@ -104,6 +104,8 @@ class _Unit:
     sensitive: tuple[str, ...] = field(default=(), repr=False)
     #: the earliest expiry of a token in the current environment
     expires_at: float | None = None
+    #: start and stop of one unit take turns
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def output(self, line: str) -> None:
         line = line[:MAX_LINE]
@@ -142,14 +144,22 @@ class ServiceSupervisor:
             DependencyMissing or OperationFailed from the runner (pull refused).
         """
         record = await self._catalog.get(caller, room, name)
-        return await self._start(record.room, record.name)
+        try:
+            status = await self._start(record.room, record.name)
+        except RoomsvcError as exc:
+            await self._catalog.audit(caller, record.room, record.name, "service_start", exc.name)
+            raise
+        await self._catalog.audit(caller, record.room, record.name, "service_start", "ok")
+        return status
 
     async def stop(self, caller: Principal, room: str, name: str) -> dict[str, Any]:
         record = await self._catalog.get(caller, room, name)
         unit = self._units.get((record.room, record.name))
         if unit is None:
             return _Unit(record.room, record.name, deque()).status(self._runner.name)
-        await self._stop(unit)
+        async with unit.lock:
+            await self._stop(unit)
+        await self._catalog.audit(caller, record.room, record.name, "service_stop", "ok")
         return unit.status(self._runner.name)
 
     async def status(self, caller: Principal, room: str, name: str) -> dict[str, Any]:
@@ -160,14 +170,16 @@ class ServiceSupervisor:
     async def logs(self, caller: Principal, room: str, name: str, *, tail: int) -> list[str]:
         record = await self._catalog.get(caller, room, name)
         unit = self._units.get((record.room, record.name))
-        return [] if unit is None else list(unit.logs)[-max(0, tail):] if tail else list(unit.logs)
+        lines = [] if unit is None else list(unit.logs)
+        return lines[-tail:] if tail > 0 else lines
 
     async def delete(self, caller: Principal, room: str, name: str) -> None:
         """Delete a service's spec, stopping it first when it runs."""
         room_ = await self._catalog.authorize(caller, room, name, "service_delete")
         unit = self._units.pop((room_, name), None)
         if unit is not None:
-            await self._stop(unit)
+            async with unit.lock:
+                await self._stop(unit)
         await self._catalog.delete(caller, room_, name)
 
     async def autostart(self) -> None:
@@ -188,13 +200,14 @@ class ServiceSupervisor:
         unit = self._units.get((room, name))
         if unit is None:
             unit = self._units[(room, name)] = _Unit(room, name, deque(maxlen=max(1, self._s.log_lines)))
-        if unit.task is not None and not unit.task.done():
+        async with unit.lock:  # two starts at once launch it once
+            if unit.task is not None and not unit.task.done():
+                return unit.status(self._runner.name)
+            unit.stopping = False
+            unit.restarts = 0
+            await self._launch(unit)  # the first start reports its failure to the caller
+            unit.task = asyncio.create_task(self._watch(unit), name=f"service {room}/{name}")
             return unit.status(self._runner.name)
-        unit.stopping = False
-        unit.restarts = 0
-        await self._launch(unit)  # the first start reports its failure to the caller
-        unit.task = asyncio.create_task(self._watch(unit), name=f"service {room}/{name}")
-        return unit.status(self._runner.name)
 
     async def _launch(self, unit: _Unit) -> None:
         unit.state = ServiceState.STARTING

@@ -50,8 +50,10 @@ _UNREACHABLE = re.compile(r"connection refused|no such host|i/o timeout|network 
 
 class PodmanSettings:
     def __init__(self, *, executable: str, runtime: str, cgroup_manager: str, env_loader: str,
-                 insecure_registries: tuple[str, ...], state_dir: Path, pull_timeout: float, network: str = "") -> None:
+                 insecure_registries: tuple[str, ...], state_dir: Path, pull_timeout: float, network: str = "",
+                 command_timeout: float = 30.0) -> None:
         self.network = network
+        self.command_timeout = command_timeout
         self.executable = executable
         self.runtime = runtime
         self.cgroup_manager = cgroup_manager
@@ -76,9 +78,10 @@ class Container:
     async def stop(self, timeout: float) -> None:
         if self._proc.returncode is not None:
             return
-        await self._runner.podman("stop", "--time", str(max(1, int(timeout))), self.ident, timeout=timeout + 15)
+        await self._runner.podman("stop", "--time", str(max(1, int(timeout))), self.ident,
+                                  timeout=timeout + self._runner.command_timeout)
         try:
-            await asyncio.wait_for(asyncio.shield(self._proc.wait()), 15)
+            await asyncio.wait_for(asyncio.shield(self._proc.wait()), self._runner.command_timeout)
         except asyncio.TimeoutError:
             self._proc.kill()
             await self._proc.wait()
@@ -89,6 +92,7 @@ class PodmanRunner:
 
     def __init__(self, settings: PodmanSettings) -> None:
         self._s = settings
+        self.command_timeout = settings.command_timeout
         self._dir = settings.state_dir / "podman"
         self._env: dict[str, str] | None = None
 
@@ -183,7 +187,7 @@ class PodmanRunner:
         await self.pull(image, pull, secret_id=spec.container.pull_secret)
         command = list(spec.container.command) or await self._image_command(image)
         name = container_name(room, spec.name)
-        await self.podman("rm", "--force", "--time", "1", name, timeout=30)  # a leftover of a crash
+        await self.podman("rm", "--force", "--time", "1", name, timeout=self._s.command_timeout)  # a leftover of a crash
         args = [
             "run", "--rm", "--interactive", "--pull", "never", "--name", name,
             "--label", f"roomsvc.room={room}", "--label", f"roomsvc.service={spec.name}",
@@ -211,7 +215,7 @@ class PodmanRunner:
 
     async def _image_command(self, image: str) -> list[str]:
         """The image's own entrypoint and command (when the spec gives none)."""
-        code, text = await self.podman("image", "inspect", "--format", "json", image, timeout=30)
+        code, text = await self.podman("image", "inspect", "--format", "json", image, timeout=self._s.command_timeout)
         if code != 0:
             raise NotFound(f"image {image!r} is not available after the pull")
         config = (json.loads(text)[0].get("Config") or {})
@@ -228,7 +232,8 @@ def env_lines(resolved: ResolvedEnvironment) -> bytes:
 
 
 def container_name(room: str, service: str) -> str:
-    return "roomsvc-" + re.sub(r"[^A-Za-z0-9_.-]", "_", f"{room}-{service}")
+    """``roomsvc-<room>_<service>``: room names have no ``_``, so no two pairs share a name."""
+    return f"roomsvc-{room}_{service}"
 
 
 def _scrub(text: str, credentials: PullCredentials | None) -> str:

@@ -27,6 +27,6 @@ def load_document(text: str) -> object:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise SpecError("spec", f"not valid YAML{where}: {exc.problem or 'syntax error'}") from None
+        raise SpecError("spec", f"not valid YAML{where}: {(exc.problem or 'syntax error')[:120]}") from None
     except yaml.YAMLError:
         raise SpecError("spec", "not valid YAML") from None

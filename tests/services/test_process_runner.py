@@ -103,6 +103,8 @@ async def test_the_environment_arrives_exactly_and_the_token_authenticates(serve
     channels = {(a["actor"], a["action"], a["secret_id"], a["channel"], a["outcome"]) for a in audit}
     assert ("bot", "read", "gh", "service:prober", "ok") in channels
     assert ("service:prober", "mint", "token", "service:prober", "ok") in channels
+    assert ("operator", "service_create", "prober", "admin", "ok") in channels
+    assert ("operator", "service_start", "prober", "admin", "ok") in channels
     bag_uses = [a for a in await audit_lines(server) if a["secret_id"] == "bag" and a["action"] == "use"]
     assert bag_uses and all(a["actor"] == "service:prober" for a in bag_uses)
 
