@@ -96,6 +96,27 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/oauth/callback": {"get": {**_op("the provider's redirect back to roomsvc (HTML page)", obj(), tag="oauth",
                                               params=[{"name": n, "in": "query", "schema": {"type": "string"}}
                                                       for n in ("code", "state", "iss", "error")]), "security": []}},
+            # -- the room console (issue 16) --
+            "/ui/rooms/{room}": {"get": {**_op("the room console, a person's page (HTML; token in the URL fragment)", obj(),
+                                               params=[_ROOM], tag="console"), "security": []}},
+            "/ui/static/{name}": {"get": {**_op("the console's stylesheet and script", obj(), tag="console",
+                                                params=[{"name": "name", "in": "path", "required": True,
+                                                         "schema": {"type": "string"}}]), "security": []}},
+            "/v1/rooms/{room}/oauth/credentials": {
+                "get": _op("the caller's OAuth credentials: metadata, status, connected account (never a token)",
+                           obj(credentials={"type": "array", "items": {**_SECRET_META, "properties": {
+                               **_SECRET_META["properties"],  # type: ignore[dict-item]
+                               "status": {"type": "string", "enum": ["active", "reauth_required", "unreadable"]},
+                               "connector": {"type": "string"}, "issuer": {"type": "string"},
+                               "subject": {"type": "string"}, "scopes": {"type": "array"},
+                               "covers": {"type": "array"}, "expires_at": {"type": "number"}}}}),
+                           params=[_ROOM], tag="console"),
+            },
+            "/v1/rooms/{room}/audit": {
+                "get": _op("the caller's own recent audit lines in its room (what it did, what was done with its secrets)",
+                           obj(audit={"type": "array"}), tag="console",
+                           params=[_ROOM, {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}]),
+            },
             "/v1/admin/rooms": {
                 "get": _op("list rooms", obj(rooms={"type": "array"}), tag=admin),
                 "post": _op("create a room", obj(room={"type": "object"}), body=obj(name={"type": "string"}), tag=admin),

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from roomsvc.transport.http import admin_api, headers_api, oauth_api, ops_api, secrets_api, services_api
+from roomsvc.transport.http import (
+    admin_api,
+    console_api,  # the room console (issue 16)
+    console_ui,  # the room console (issue 16)
+    headers_api,
+    oauth_api,
+    ops_api,
+    secrets_api,
+    services_api,  # room services (issue 13)
+)
 
 
 def add_routes(app: web.Application) -> None:
@@ -37,6 +46,13 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/admin/audit/prune", admin_api.prune_audit)
     app.router.add_post("/v1/admin/tokens/revoke", admin_api.revoke_tokens)
     app.router.add_post("/v1/admin/backup", admin_api.backup)
+
+    # -- the room console (issue 16): a person's page, and what it reads ----------------------
+    app.router.add_get("/ui/rooms/{room}", console_ui.console_page)
+    app.router.add_get("/ui/static/{name}", console_ui.static_file)
+    app.router.add_route("*", "/ui/{tail:.*}", console_ui.anything_else)  # after the two above
+    app.router.add_get("/v1/rooms/{room}/oauth/credentials", console_api.list_credentials)
+    app.router.add_get("/v1/rooms/{room}/audit", console_api.own_audit)
 
     # -- services (issue 13) --
     app.router.add_get("/v1/admin/rooms/{room}/services", services_api.list_services)
