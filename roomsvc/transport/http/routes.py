@@ -12,6 +12,7 @@ from roomsvc.transport.http import (
     oauth_api,
     ops_api,
     secrets_api,
+    services_api,  # room services (issue 13)
 )
 
 
@@ -52,3 +53,14 @@ def add_routes(app: web.Application) -> None:
     app.router.add_route("*", "/ui/{tail:.*}", console_ui.anything_else)  # after the two above
     app.router.add_get("/v1/rooms/{room}/oauth/credentials", console_api.list_credentials)
     app.router.add_get("/v1/rooms/{room}/audit", console_api.own_audit)
+
+    # -- services (issue 13) --
+    app.router.add_get("/v1/admin/rooms/{room}/services", services_api.list_services)
+    app.router.add_post("/v1/admin/rooms/{room}/services", services_api.create_service)
+    app.router.add_post("/v1/admin/rooms/{room}/service-templates", services_api.install_template)
+    app.router.add_get("/v1/admin/rooms/{room}/services/{name}", services_api.get_service)
+    app.router.add_delete("/v1/admin/rooms/{room}/services/{name}", services_api.delete_service)
+    app.router.add_post("/v1/admin/rooms/{room}/services/{name}/start", services_api.start_service)
+    app.router.add_post("/v1/admin/rooms/{room}/services/{name}/stop", services_api.stop_service)
+    app.router.add_get("/v1/admin/rooms/{room}/services/{name}/status", services_api.service_status)
+    app.router.add_get("/v1/admin/rooms/{room}/services/{name}/logs", services_api.service_logs)

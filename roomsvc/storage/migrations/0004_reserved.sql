@@ -1,0 +1,2 @@
+-- Reserved for another branch's migration (the lead replaces this file at merge).
+SELECT 1;
