@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import WSCloseCode, web
 
@@ -18,7 +18,7 @@ from roomsvc.crypto.api_keys import api_key_room_token
 from roomsvc.crypto.envelope import EnvelopeCipher
 from roomsvc.crypto.keyring import KeyringService
 from roomsvc.crypto.keys import KeySources, LoadedKeys, load_keys
-from roomsvc.crypto.tokens import TokenVerifier
+from roomsvc.crypto.tokens import SigningKeyring, TokenVerifier, mint
 from roomsvc.domain.audit import Auditor
 from roomsvc.domain.headers import HeaderService
 from roomsvc.domain.housekeeping import HOUSEKEEPING_IDENTITY, AuditPruner, FlowPurger
@@ -32,7 +32,7 @@ from roomsvc.domain.oauth.refresh import LocalLocks
 from roomsvc.domain.oauth.registry import ConnectorRegistry
 from roomsvc.domain.oauth.service import OAuthPolicy, OAuthService
 from roomsvc.domain.oauth.tokens import OAuthCredentials
-from roomsvc.domain.principal import Principal, principal_from_claims
+from roomsvc.domain.principal import Principal, build_claims, principal_from_claims
 from roomsvc.domain.project_secrets import ProjectSecretService
 from roomsvc.domain.ratelimit import FLOWS, MESSAGES, SECRET_OPS, Rate, RateLimiter
 from roomsvc.domain.revocation import TokenService
@@ -40,11 +40,20 @@ from roomsvc.domain.rooms import RoomService
 from roomsvc.domain.secret_requests import SecretRequestService
 from roomsvc.domain.secret_writes import SecretWriter
 from roomsvc.domain.secrets import SecretService
+from roomsvc.domain.service_catalog import ServiceCatalog
+from roomsvc.domain.service_env import EnvironmentResolver
+from roomsvc.domain.service_supervisor import Runner, ServiceSupervisor, SupervisorSettings
+from roomsvc.domain.service_templates import ServiceInstaller
 from roomsvc.domain.services import Services
 from roomsvc.integrations.llm_upstream import AiohttpUpstream
 from roomsvc.integrations.oauth_provider import AiohttpOAuthProvider
+from roomsvc.integrations.podman_runner import PodmanRunner, PodmanSettings
+from roomsvc.integrations.process_runner import ProcessRunner
+from roomsvc.integrations.spec_yaml import load_document
+from roomsvc.integrations.templates import render_template
 from roomsvc.storage.sqlite.llm_store import SqliteUsageStore
 from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
+from roomsvc.storage.sqlite.service_store import SqliteServiceStore
 from roomsvc.storage.sqlite.store import SqliteStore, database_exists
 from roomsvc.transport.http.keys import CONNECTIONS, METRICS, READY, SERVICES
 from roomsvc.transport.http.llm_api import LLM, LLM_SETTLING, LLM_UPSTREAM, finish_settling
@@ -141,6 +150,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
     services = _services(
         settings, store=store, cipher=cipher, keyring=keyring, auditor=auditor, tokens=tokens, clock=clock,
         provider=provider, connectors=connectors, authenticate=authenticate, public_url=public_url,
+        signing=keys.signing,
     )
     runtime = Runtime(settings=settings, store=store, services=services, keys=keys, verifier=verifier)
     _add_housekeeping(runtime, store, clock)
@@ -153,7 +163,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
 def _services(
     settings: Settings, *, store: SqliteStore, cipher: EnvelopeCipher, keyring: KeyringService, auditor: Auditor,
     tokens: TokenService, clock: Clock, provider: AiohttpOAuthProvider, connectors: list[ConnectorSpec],
-    authenticate: Callable[[str], Principal], public_url: Callable[[], str],
+    authenticate: Callable[[str], Principal], public_url: Callable[[], str], signing: SigningKeyring,
 ) -> Services:
     """Every service, each built once from what it needs, in dependency order.
 
@@ -202,6 +212,7 @@ def _services(
         clients=credentials.clients, auditor=auditor, clock=clock, links=OAuthLinks(public_url), policy=policy,
         limiter=limiter,
     )
+    catalog = ServiceCatalog(store=SqliteServiceStore(store), auditor=auditor, clock=clock, load=load_document)
     return Services(
         rooms=rooms,
         secrets=secrets,
@@ -227,6 +238,46 @@ def _services(
             batch=settings.secrets.audit_prune_batch,
         ),
         tokens=tokens,
+        service_catalog=catalog,
+        service_installer=ServiceInstaller(catalog=catalog, secrets=uncharged, load=load_document, render=render_template),
+        service_supervisor=_service_supervisor(settings, catalog=catalog, auditor=auditor, clock=clock, secrets=uncharged,
+                                               project_secrets=project_secrets, signing=signing),
+    )
+
+
+# -- services (issue 13) --------------------------------------------------------------------------
+
+
+def _service_supervisor(
+    settings: Settings, *, catalog: ServiceCatalog, auditor: Auditor, clock: Clock, secrets: SecretService,
+    project_secrets: ProjectSecretService, signing: SigningKeyring,
+) -> ServiceSupervisor:
+    """The room services' supervisor with the configured runner."""
+    s = settings.services
+
+    def mint_service_token(identity: str, room: str, role: str, api: Mapping[str, Any], ttl: int) -> str:
+        now = int(clock.now())
+        return mint(signing, build_claims(identity=identity, room=room, role=role, api=api, issued_at=now, ttl=ttl))
+
+    resolver = EnvironmentResolver(
+        secrets=secrets, project=project_secrets, mint=mint_service_token, auditor=auditor, clock=clock, token_ttl=s.token_ttl
+    )
+    runner: Runner
+    if s.runner == "process":
+        runner = ProcessRunner(work_dir=settings.services_dir / "process")
+    else:
+        runner = PodmanRunner(PodmanSettings(
+            executable=s.podman, runtime=s.podman_runtime, cgroup_manager=s.podman_cgroup_manager,
+            env_loader=s.podman_env_loader, insecure_registries=s.insecure_registries,
+            state_dir=settings.services_dir, pull_timeout=s.pull_timeout, network=s.podman_network,
+            command_timeout=s.podman_timeout,
+        ))
+    return ServiceSupervisor(
+        catalog=catalog, resolver=resolver, runner=runner, clock=clock,
+        settings=SupervisorSettings(
+            backoff_initial=s.backoff_initial, backoff_max=s.backoff_max, backoff_reset=s.backoff_reset,
+            stop_timeout=s.stop_timeout, token_renew_margin=s.token_renew_margin, log_lines=s.log_lines,
+        ),
     )
 
 
@@ -352,9 +403,21 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def room_services(app: web.Application) -> AsyncIterator[None]:
+        # services (issue 13): started in the background (a slow pull must not delay
+        # serving), stopped before the store closes
+        supervisor = runtime.services.service_supervisor
+        starting = asyncio.create_task(supervisor.autostart()) if settings.services.autostart else None
+        yield
+        if starting is not None:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        await supervisor.close()
+
     app.on_shutdown.append(close_connections)
     # registered before the cleanup below runs, so the jobs stop before the store closes
     app.cleanup_ctx.append(housekeeping)
+    app.cleanup_ctx.append(room_services)
     app.on_cleanup.append(close_store)
     return app
 

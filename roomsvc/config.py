@@ -174,6 +174,50 @@ class ProxySettings:
     refresh_margin: float = 30.0
 
 
+# -- services (issue 13) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServicesSettings:
+    """Room services (docs/services.md): how they run and how long what they get lasts."""
+
+    #: start every stored service when the server starts
+    autostart: bool = False
+    #: "podman" (OCI containers) or "process" (the command on the host)
+    runner: str = "podman"
+    #: the podman executable and the OCI runtime it uses (runc: crun refuses hybrid cgroups)
+    podman: str = "podman"
+    podman_runtime: str = "runc"
+    #: podman's cgroup manager, written into the runner's own CONTAINERS_CONF
+    podman_cgroup_manager: str = "cgroupfs"
+    #: a static busybox on the host, mounted read-only into each container to load the
+    #: environment from a pipe (so it is in neither ``ps`` nor ``podman inspect``)
+    podman_env_loader: str = "/bin/busybox"
+    #: the network containers join (podman's --network); empty = podman's default
+    podman_network: str = ""
+    #: registries pulled from over plain http / unverified TLS (tests: a loopback registry)
+    insecure_registries: tuple[str, ...] = ()
+    #: where runners keep their state (podman's conf, process working directories);
+    #: empty = <data_dir>/services
+    state_dir: str = ""
+    #: a pull (podman pull) may take this long; other podman commands (rm, stop, inspect)
+    #: podman_timeout on top of what they wait for themselves
+    pull_timeout: float = 300.0
+    podman_timeout: float = 30.0
+    #: lifetime of a token minted for an environment entry, and how long before it
+    #: expires the service is restarted with a fresh one
+    token_ttl: int = 3600
+    token_renew_margin: float = 300.0
+    #: restart after a crash: first delay, doubling up to the max; reset after a run this long
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    backoff_reset: float = 60.0
+    #: SIGTERM, then SIGKILL after this long
+    stop_timeout: float = 10.0
+    #: output lines kept per service (in memory only)
+    log_lines: int = 1000
+
+
 # -- LLM proxy (issue 14) -------------------------------------------------------------------
 
 
@@ -223,6 +267,7 @@ class Settings:
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
+    services: ServicesSettings = field(default_factory=ServicesSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
 
     # -- derived values -------------------------------------------------------------
@@ -244,6 +289,10 @@ class Settings:
         return Path(self.keys.signing_key_file) if self.keys.signing_key_file else self.data_dir / "signing.key"
 
     @property
+    def services_dir(self) -> Path:
+        return Path(self.services.state_dir) if self.services.state_dir else self.data_dir / "services"
+
+    @property
     def master_key_path(self) -> Path:
         return Path(self.keys.master_key_file) if self.keys.master_key_file else self.data_dir / "master.key"
 
@@ -258,6 +307,7 @@ _ENV_ONLY = {("keys", "master_key"): "ROOMSVC_MASTER_KEY", ("keys", "signing_key
 _CHOICES = {
     ("server", "log_level"): {"debug", "info", "warning", "error"},
     ("storage", "engine"): {"sqlite"},
+    ("services", "runner"): {"podman", "process"},
 }
 
 
@@ -423,6 +473,7 @@ def _validate(s: Settings) -> None:
         parts = urlsplit(entry.rstrip("*"))
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ConfigError("oauth.inline_endpoints", f"{entry[:80]!r} is not an absolute http(s) URL (prefix)")
+    _validate_services(s)
     _validate_llm(s)
     if s.server.public_url:
         parts = urlsplit(s.server.public_url)
@@ -432,6 +483,18 @@ def _validate(s: Settings) -> None:
             raise ConfigError("server.public_url", "must not carry a query or fragment")
         if parts.scheme != "https" and not s.server.allow_insecure_loopback:
             raise ConfigError("server.public_url", "must be https (set server.allow_insecure_loopback for development)")
+
+
+def _validate_services(s: Settings) -> None:
+    v = s.services
+    if v.token_ttl < 1 or v.token_ttl > s.tokens.max_ttl:
+        raise ConfigError("services.token_ttl", "must be between 1 and tokens.max_ttl")
+    if v.token_renew_margin >= v.token_ttl:
+        raise ConfigError("services.token_renew_margin", "must be shorter than services.token_ttl")
+    if v.backoff_initial <= 0 or v.backoff_max < v.backoff_initial:
+        raise ConfigError("services.backoff_max", "must be at least services.backoff_initial, which must be above 0")
+    if v.log_lines < 1:
+        raise ConfigError("services.log_lines", "must be at least 1")
 
 
 def _validate_llm(s: Settings) -> None:

@@ -19,6 +19,7 @@ looks on the wire (application code, HTTP status, websocket close code)::
     │   ├── ReauthRequired          an OAuth grant is dead; its owner must consent again
     │   └── InvalidTransition       an OAuth flow asked to make an illegal move
     ├── DependencyMissing           a peer or provider that is needed is not there
+    │   └── PullRefused             a registry refused an image pull (credentials, missing image)
     ├── OperationFailed             something failed on the way; safe to report
     │   ├── InternalError           an unexpected failure in the server (an incident id)
     │   ├── StorageError            the database refused or is unavailable
@@ -127,6 +128,13 @@ class InvalidTransition(InvalidState):
 
 class DependencyMissing(RoomsvcError):
     name = "dependency_missing"
+
+
+class PullRefused(DependencyMissing):
+    """A registry refused to hand out a service's image: bad or missing credentials, or no
+    such image. Names the image and the pull secret id, never the password."""
+
+    name = "pull_refused"
 
 
 class OperationFailed(RoomsvcError):

@@ -192,6 +192,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/v1/admin/backup": {"post": _op("consistent database copy, written as 'name' inside server.backup_dir "
                                              "(never elsewhere, never over a file); answers the path written",
                                              obj(backup={"type": "string"}), body=obj(name={"type": "string"}), tag=admin)},
+            **_service_paths(obj),
             # LLM proxy (issue 14)
             **_llm_paths(),
         },
@@ -200,4 +201,36 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "schemas": {"Error": obj(error=obj(code={"type": "integer"}, name={"type": "string"}, message={"type": "string"},
                                                  retry_after={"type": "number"}))},
         },
+    }
+
+
+def _service_paths(obj: Any) -> dict[str, Any]:
+    """Room services (issue 13; docs/services.md), operator token only."""
+    tag = "services"
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    base = "/v1/admin/rooms/{room}/services"
+    status = obj(status=obj(state={"type": "string"}, runner={"type": "string"}, restarts={"type": "integer"},
+                            last_error={"type": ["object", "null"]}))
+    return {
+        base: {
+            "get": _op("the room's service specs", obj(services={"type": "array"}), params=[_ROOM], tag=tag),
+            "post": {**_op("store a service spec (YAML text or JSON); 'replace' overwrites", obj(service={"type": "object"}),
+                           params=[_ROOM], body=obj(yaml={"type": "string"}, spec={"type": "object"},
+                                                    replace={"type": "boolean"}), tag=tag)},
+        },
+        "/v1/admin/rooms/{room}/service-templates": {"post": _op(
+            "install a ServiceTemplate: secret variables become room secrets, the rest is rendered into the spec",
+            obj(service={"type": "object"}), params=[_ROOM], tag=tag,
+            body=obj(template={"type": "string"}, values={"type": "object", "additionalProperties": {"type": "string"}},
+                     replace={"type": "boolean"}))},
+        base + "/{name}": {
+            "get": _op("one service spec", obj(service={"type": "object"}), params=[_ROOM, name], tag=tag),
+            "delete": _op("stop and delete a service", obj(deleted={"type": "string"}), params=[_ROOM, name], tag=tag),
+        },
+        base + "/{name}/start": {"post": _op("start a service (reports why it could not)", status, params=[_ROOM, name], tag=tag)},
+        base + "/{name}/stop": {"post": _op("stop a service", status, params=[_ROOM, name], tag=tag)},
+        base + "/{name}/status": {"get": _op("a service's state", status, params=[_ROOM, name], tag=tag)},
+        base + "/{name}/logs": {"get": _op("a service's recent output (secret values masked)", obj(logs={"type": "array"}),
+                                           params=[_ROOM, name, {"name": "tail", "in": "query", "schema": {"type": "integer"}}],
+                                           tag=tag)},
     }

@@ -13,6 +13,7 @@ from roomsvc.transport.http import (
     oauth_api,
     ops_api,
     secrets_api,
+    services_api,  # room services (issue 13)
 )
 
 
@@ -54,6 +55,16 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/rooms/{room}/oauth/credentials", console_api.list_credentials)
     app.router.add_get("/v1/rooms/{room}/audit", console_api.own_audit)
 
+    # -- services (issue 13) --
+    app.router.add_get("/v1/admin/rooms/{room}/services", services_api.list_services)
+    app.router.add_post("/v1/admin/rooms/{room}/services", services_api.create_service)
+    app.router.add_post("/v1/admin/rooms/{room}/service-templates", services_api.install_template)
+    app.router.add_get("/v1/admin/rooms/{room}/services/{name}", services_api.get_service)
+    app.router.add_delete("/v1/admin/rooms/{room}/services/{name}", services_api.delete_service)
+    app.router.add_post("/v1/admin/rooms/{room}/services/{name}/start", services_api.start_service)
+    app.router.add_post("/v1/admin/rooms/{room}/services/{name}/stop", services_api.stop_service)
+    app.router.add_get("/v1/admin/rooms/{room}/services/{name}/status", services_api.service_status)
+    app.router.add_get("/v1/admin/rooms/{room}/services/{name}/logs", services_api.service_logs)
     # -- LLM proxy (issue 14, docs/llm.md): every method reaches the handler, which forwards
     # only the endpoints it knows and refuses the rest in the provider's error shape
     app.router.add_route("*", "/v1/llm/openai/{tail:.*}", llm_api.openai)
