@@ -23,6 +23,8 @@ from roomsvc.domain.audit import Auditor
 from roomsvc.domain.headers import HeaderService
 from roomsvc.domain.housekeeping import HOUSEKEEPING_IDENTITY, AuditPruner, FlowPurger
 from roomsvc.domain.key_admin import KeyAdministration
+from roomsvc.domain.llm.budget import Budgets
+from roomsvc.domain.llm.service import LlmConfig, LlmService, ProviderConfig
 from roomsvc.domain.oauth.clients import ClientSecrets
 from roomsvc.domain.oauth.connectors import ConnectorSpec
 from roomsvc.domain.oauth.consent import ConsentFlows
@@ -43,15 +45,18 @@ from roomsvc.domain.service_env import EnvironmentResolver
 from roomsvc.domain.service_supervisor import Runner, ServiceSupervisor, SupervisorSettings
 from roomsvc.domain.service_templates import ServiceInstaller
 from roomsvc.domain.services import Services
+from roomsvc.integrations.llm_upstream import AiohttpUpstream
 from roomsvc.integrations.oauth_provider import AiohttpOAuthProvider
 from roomsvc.integrations.podman_runner import PodmanRunner, PodmanSettings
 from roomsvc.integrations.process_runner import ProcessRunner
 from roomsvc.integrations.spec_yaml import load_document
 from roomsvc.integrations.templates import render_template
+from roomsvc.storage.sqlite.llm_store import SqliteUsageStore
 from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
 from roomsvc.storage.sqlite.service_store import SqliteServiceStore
 from roomsvc.storage.sqlite.store import SqliteStore, database_exists
 from roomsvc.transport.http.keys import CONNECTIONS, METRICS, READY, SERVICES
+from roomsvc.transport.http.llm_api import LLM, LLM_SETTLING, LLM_UPSTREAM, finish_settling
 from roomsvc.transport.http.middleware import AccessLogger, errors_middleware
 from roomsvc.transport.http.oauth_api import OAuthLinks
 from roomsvc.transport.http.routes import add_routes
@@ -90,6 +95,9 @@ class Runtime:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     #: periodic housekeeping while serving: (name, interval in seconds, job)
     periodic: list[tuple[str, float, Callable[[], Awaitable[object]]]] = field(default_factory=list)
+    #: the LLM proxy's service and its outbound client (set by open_runtime)
+    llm: LlmService | None = None
+    llm_upstream: AiohttpUpstream | None = None
 
 
 async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
@@ -147,6 +155,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
     runtime = Runtime(settings=settings, store=store, services=services, keys=keys, verifier=verifier)
     _add_housekeeping(runtime, store, clock)
     runtime.closers.append(provider.close)
+    _add_llm(runtime, clock)
     runtime_ref.append(runtime)
     return runtime
 
@@ -272,6 +281,34 @@ def _service_supervisor(
     )
 
 
+# -- LLM proxy (issue 14) ------------------------------------------------------------------------
+
+
+def _add_llm(runtime: Runtime, clock: Clock) -> None:
+    """The LLM proxy's service (provider keys through the project secrets' resolver) and
+    its one outbound session, closed with the others."""
+    s = runtime.settings.llm
+    providers = {
+        name: ProviderConfig(
+            name=name, base_url=getattr(s, f"{name}_base_url"), secret_id=getattr(s, f"{name}_secret"),
+            key_name=getattr(s, f"{name}_key"), models=getattr(s, f"{name}_models"),
+        )
+        for name in ("openai", "anthropic")
+    }
+    runtime.llm = LlmService(
+        repo=SqliteUsageStore(runtime.store), project_secrets=runtime.services.project_secrets,
+        auditor=runtime.services.auditor, clock=clock,
+        config=LlmConfig(
+            providers=providers, budgets=Budgets(s.identity_daily_tokens, s.room_daily_tokens),
+            requests=Rate(s.requests_rate, s.requests_burst), max_buckets=runtime.settings.limits.max_buckets,
+            key_cache_ttl=s.key_cache_ttl, leeway=runtime.settings.tokens.leeway, max_body_size=s.max_body_size,
+            max_usage_scan=s.max_usage_scan, disconnect_check_interval=s.disconnect_check_interval,
+        ),
+    )
+    runtime.llm_upstream = AiohttpUpstream(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout, timeout=s.timeout)
+    runtime.closers.append(runtime.llm_upstream.close)
+
+
 def rate_limiter(settings: Settings, clock: Clock) -> RateLimiter:
     lim = settings.limits
     return RateLimiter(
@@ -323,6 +360,12 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
     app[METRICS] = metrics
     app[CONNECTIONS] = connections
     app[READY] = {"ready": True}
+    # LLM proxy (issue 14)
+    assert runtime.llm is not None and runtime.llm_upstream is not None
+    app[LLM] = runtime.llm
+    app[LLM_UPSTREAM] = runtime.llm_upstream
+    app[LLM_SETTLING] = set()
+    app.on_shutdown.append(finish_settling)
     add_routes(app)
     for path, codec in (("/v1/rooms/{room}/ws", NativeCodec()), ("/rooms/{room}", MeshAgentCodec())):
         app.router.add_get(path, Endpoint(codec, runtime.services, runtime.settings.websocket, metrics, connections))

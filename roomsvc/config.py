@@ -218,6 +218,43 @@ class ServicesSettings:
     log_lines: int = 1000
 
 
+# -- LLM proxy (issue 14) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """The LLM proxy (``/v1/llm/openai/...``, ``/v1/llm/anthropic/...``): per provider, the
+    upstream, the project keys secret and key that hold its API key, and the models allowed
+    (names, or prefixes ending in ``*``; empty = any). An empty base URL turns a provider off."""
+
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_secret: str = "llm"
+    openai_key: str = "OPENAI_API_KEY"
+    openai_models: tuple[str, ...] = ()
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_secret: str = "llm"
+    anthropic_key: str = "ANTHROPIC_API_KEY"
+    anthropic_models: tuple[str, ...] = ()
+    #: upstream connect timeout, longest wait for the next bytes of an answer, and the total
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    timeout: float = 600.0
+    #: largest request body forwarded (413 above it)
+    max_body_size: int = 4194304
+    #: a JSON answer is kept up to this size to read its usage (it streams through regardless)
+    max_usage_scan: int = 8388608
+    #: tokens (input + output) a day per identity and per room, all providers; 0 = no budget
+    identity_daily_tokens: int = 0
+    room_daily_tokens: int = 0
+    #: requests per identity and room: a second on average, and at once; a rate of 0 = off
+    requests_rate: float = 2.0
+    requests_burst: int = 60
+    #: how long a provider key read from its secret is kept in memory (rotations show after this)
+    key_cache_ttl: float = 60.0
+    #: how often a silent stream checks whether its client went away (then the upstream is cancelled)
+    disconnect_check_interval: float = 0.5
+
+
 @dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -231,6 +268,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
     services: ServicesSettings = field(default_factory=ServicesSettings)
+    llm: LlmSettings = field(default_factory=LlmSettings)
 
     # -- derived values -------------------------------------------------------------
 
@@ -436,6 +474,7 @@ def _validate(s: Settings) -> None:
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ConfigError("oauth.inline_endpoints", f"{entry[:80]!r} is not an absolute http(s) URL (prefix)")
     _validate_services(s)
+    _validate_llm(s)
     if s.server.public_url:
         parts = urlsplit(s.server.public_url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -456,6 +495,23 @@ def _validate_services(s: Settings) -> None:
         raise ConfigError("services.backoff_max", "must be at least services.backoff_initial, which must be above 0")
     if v.log_lines < 1:
         raise ConfigError("services.log_lines", "must be at least 1")
+
+
+def _validate_llm(s: Settings) -> None:
+    for provider in ("openai", "anthropic"):
+        url = getattr(s.llm, f"{provider}_base_url")
+        if not url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(f"llm.{provider}_base_url", "must be an absolute http(s) URL without query or fragment")
+        if parts.scheme != "https" and not s.server.allow_insecure_loopback:
+            raise ConfigError(f"llm.{provider}_base_url", "must be https (set server.allow_insecure_loopback for development)")
+    for key in ("connect_timeout", "read_timeout", "timeout", "max_body_size", "max_usage_scan", "disconnect_check_interval"):
+        if getattr(s.llm, key) <= 0:
+            raise ConfigError(f"llm.{key}", "must be above 0")
+    if s.llm.requests_rate > 0 and s.llm.requests_burst < 1:
+        raise ConfigError("llm.requests_burst", "must be at least 1 (set llm.requests_rate to 0 to turn the limit off)")
 
 
 def check_serving(s: Settings) -> None:

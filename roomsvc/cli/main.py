@@ -17,7 +17,7 @@ import sys
 from typing import Sequence
 
 from roomsvc import __version__
-from roomsvc.cli import client_cmds, local_cmds, oauth_cmds, service_cmds, toolkit_cmds
+from roomsvc.cli import client_cmds, llm_cmds, local_cmds, oauth_cmds, service_cmds, toolkit_cmds
 from roomsvc.cli.options import UsageError, parents
 from roomsvc.cli.terminal import printable
 from roomsvc.errors import ConfigError, RoomsvcError, Sealed
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     oauth_cmds.register(rooms, shared)  # room listen, room secret oauth|request (websocket)
     toolkit_cmds.register(sub, shared)  # toolkit headers|proxy
     service_cmds.register(sub, shared)  # service create|list|show|delete|start|stop|status|logs (issue 13)
+    llm_cmds.register(sub, shared)  # llm usage
     return root
 
 

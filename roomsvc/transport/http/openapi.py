@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from roomsvc import __version__
+from roomsvc.domain.llm.grant import ENDPOINTS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _SECRET_META = {
@@ -38,6 +39,31 @@ def _op(summary: str, ok: dict[str, Any], *, params: list[dict[str, Any]] | None
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     return op
+
+
+def _llm_paths() -> dict[str, Any]:
+    """The LLM proxy's forwarded endpoints (provider bodies and answers, unchanged) and the usage report."""
+    paths: dict[str, Any] = {}
+    for provider, endpoints in ENDPOINTS.items():
+        key = "'x-api-key'" if provider == "anthropic" else "'Authorization: Bearer'"
+        for e in endpoints:
+            paths.setdefault(f"/v1/llm/{provider}/{e.path}", {})[e.method.lower()] = {
+                "summary": f"forwarded to {provider} with the provider key (participant token in {key}; "
+                           "api grant 'llm'); body and answer in the provider's shapes, errors too (docs/llm.md)",
+                "tags": ["llm"], "parameters": [],
+                "responses": {"200": {"description": "the provider's answer, streamed as it arrives"},
+                              "default": {"description": "a refusal or an upstream error, in the provider's error shape"}},
+            }
+    query = [{"name": n, "in": "query", "schema": {"type": t}} for n, t in (("room", "string"), ("identity", "string"),
+                                                                            ("since", "number"))]
+    paths["/v1/admin/llm/usage"] = {"get": {
+        "summary": "LLM calls and tokens per room, identity, provider and model (operator token)", "tags": ["admin"],
+        "parameters": query,
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"usage": {"type": "array", "items": {"type": "object"}}}}}}},
+            "default": {"description": "an error (see docs/protocol.md)", "content": {"application/json": {"schema": _ERROR}}}},
+    }}
+    return paths
 
 
 def openapi_document(server_url: str) -> dict[str, Any]:
@@ -167,6 +193,8 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                                              "(never elsewhere, never over a file); answers the path written",
                                              obj(backup={"type": "string"}), body=obj(name={"type": "string"}), tag=admin)},
             **_service_paths(obj),
+            # LLM proxy (issue 14)
+            **_llm_paths(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},

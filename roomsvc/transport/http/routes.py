@@ -9,6 +9,7 @@ from roomsvc.transport.http import (
     console_api,  # the room console (issue 16)
     console_ui,  # the room console (issue 16)
     headers_api,
+    llm_api,  # the LLM proxy (issue 14)
     oauth_api,
     ops_api,
     secrets_api,
@@ -64,3 +65,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/admin/rooms/{room}/services/{name}/stop", services_api.stop_service)
     app.router.add_get("/v1/admin/rooms/{room}/services/{name}/status", services_api.service_status)
     app.router.add_get("/v1/admin/rooms/{room}/services/{name}/logs", services_api.service_logs)
+    # -- LLM proxy (issue 14, docs/llm.md): every method reaches the handler, which forwards
+    # only the endpoints it knows and refuses the rest in the provider's error shape
+    app.router.add_route("*", "/v1/llm/openai/{tail:.*}", llm_api.openai)
+    app.router.add_route("*", "/v1/llm/anthropic/{tail:.*}", llm_api.anthropic)
+    app.router.add_get("/v1/admin/llm/usage", llm_api.usage)
