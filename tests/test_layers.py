@@ -21,6 +21,7 @@ CONFINED = {
     "jwt": ("crypto/tokens.py",),
     "authlib": ("integrations/",),
     "prometheus_client": ("transport/metrics.py",),
+    "opentelemetry": ("transport/tracing.py",),
 }
 
 
