@@ -158,12 +158,11 @@ class OperationSeries:
         self.write_queue.set_function(depth)
 
     def http_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, str(status // 100) + "xx")
+        # any token is a method to aiohttp: an unknown one must not grow the cache either
+        key = (route, method if method in _METHODS else "other", str(status // 100) + "xx")
         child = self._http.get(key)
         if child is None:
-            child = self._http[key] = self.http_duration.labels(
-                self._routes(route), method if method in _METHODS else "other", key[2]
-            )
+            child = self._http[key] = self.http_duration.labels(self._routes(route), key[1], key[2])
         child.observe(seconds)
 
     def audited(self, action: str, channel: str, outcome: str) -> None:
