@@ -48,6 +48,11 @@ async def traffic(oauth_env: OAuthEnv, prometheus: Prometheus) -> dict[str, Any]
             again = await agent.request(
                 "secrets.get_offline_oauth_token", {"connector": "oidc", "delegated_by": person_id}, timeout=30
             )
+        # an operator rotates the master key online: the progress gauges follow it
+        async with browser.post(f"{oauth_env.server.url}/v1/admin/keys/rotate",
+                                headers={"Authorization": f"Bearer {oauth_env.server.operator_token()}"}) as r:
+            assert r.status == 200, await r.text()
+            await r.read()
     return {"refused": refused, "missing": missing, "granted": granted, "again": again,
             "identities": (agent_id, person_id)}
 
@@ -143,3 +148,10 @@ async def test_every_dashboard_query_names_an_exported_metric_and_runs(
         assert names <= exported, f"{expr} names {sorted(names - exported)}, which roomsvc does not export"
         # and Prometheus itself accepts it (Grafana's interval variable filled in)
         await prometheus.query(expr.replace("$__rate_interval", "1m"))
+
+
+async def test_key_rotation_progress(prometheus: Prometheus, traffic: dict[str, Any]) -> None:
+    await _expect(prometheus, 'roomsvc_secret_operations_total{action="keys.rotate",channel="admin",outcome="ok"}', 1)
+    total = await prometheus.value("roomsvc_key_rotation_total_keys")
+    assert total is not None and total >= 2  # the secret and the credential, at least
+    await _expect(prometheus, "roomsvc_key_rotation_rewrapped", total)
