@@ -2,7 +2,7 @@
 
 The domain knows neither Prometheus nor OpenTelemetry. It calls an :class:`Observer`;
 the composition root passes one that the transport builds over its metrics and its
-tracer (:mod:`roomsvc.transport.observer`), and everything else gets :data:`NOOP`.
+tracer (:mod:`roomsvc.transport.telemetry`), and everything else gets :data:`NOOP`.
 
 The rules every implementation relies on, and every caller keeps:
 
