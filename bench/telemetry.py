@@ -1,11 +1,12 @@
 """Benchmark: the server's CPU cost of metrics and tracing, on and off.
 
-Starts three real servers (SQLite, development mode) side by side:
+Starts four real servers (SQLite, development mode) side by side:
 
 * **off**: ``telemetry.metrics = false`` (only the six basic series) and no traces;
 * **metrics**: the default, every series of docs/operations.md, no traces;
 * **metrics + traces**: also ``OTEL_TRACES_EXPORTER=otlp`` to a local OTLP/HTTP sink that
-  this script runs (it answers and discards), so spans are built, batched, encoded and sent.
+  this script runs (it answers and discards), so spans are built, batched, encoded and sent;
+* **traces 1 in 10**: the same, sampling one trace in ten (``OTEL_TRACES_SAMPLER``).
 
 Each round sends the same workload to each server in turn (reads of a secret over HTTP,
 ``secrets.get`` and ``message.send`` over the native websocket), and reads the server
@@ -114,9 +115,11 @@ async def run(args: argparse.Namespace) -> None:
         "off": {**quiet, "ROOMSVC_TELEMETRY_METRICS": "0"},
         "metrics": quiet,
         "metrics + traces": {**quiet, "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+        "traces 1 in 10": {**quiet, "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                           "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        servers = {name: Server(Path(tmp) / name.replace(" ", ""), env=env).start() for name, env in configs.items()}
+        servers = {name: Server(Path(tmp) / name.replace(" ", "-"), env=env).start() for name, env in configs.items()}
         try:
             rounds = {name: await workload(srv, args.requests, args.concurrency) for name, srv in servers.items()}
             for one in rounds.values():  # warm-up

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.oauth.flows import error_of
 from tests.support.inprocess import InProcessServer
 from tests.support.native_client import NativeClient
 
@@ -69,3 +70,25 @@ async def test_metrics_off_keeps_only_the_basic_series(tmp_path: Path) -> None:
     assert detailed, "the unlabelled series are still exposed (at zero)"
     # nothing was counted: labelled series have no child, the unlabelled ones stay at zero
     assert all(float(value) == 0 for _, value in detailed), [d for d in detailed if float(d[1]) != 0]
+
+
+async def test_a_write_the_database_refuses_is_counted_as_a_storage_error(tmp_path: Path) -> None:
+    server = await InProcessServer(tmp_path / "data").start()
+    try:
+        client = await NativeClient.connect(server.ws_url("room1"), server.token("alice", "room1", api=("secrets",)))
+        try:
+            await client.request("secrets.set", {"id": "s", "text": "v"})
+            assert server.runtime is not None
+            # white box: the writer connection turns read-only, as a full or read-only disk would
+            await server.runtime.store._writer.execute("PRAGMA query_only = 1")
+            try:
+                refused = await error_of(client.request("secrets.set", {"id": "s", "text": "w"}))
+            finally:
+                await server.runtime.store._writer.execute("PRAGMA query_only = 0")
+        finally:
+            await client.close()
+        text = await _metrics(server)
+    finally:
+        await server.stop()
+    assert refused == "storage_error"
+    assert 'roomsvc_storage_errors_total{operation="write"} 1.0' in text

@@ -228,6 +228,7 @@ class SqliteStore:
             elif isinstance(failure, RoomsvcError):
                 future.set_exception(failure)
             else:
+                self.observer.storage_error("write")  # the database refused one write (the others committed)
                 wrapped = StorageError(f"storage error: {type(failure).__name__}")
                 wrapped.__cause__ = failure
                 future.set_exception(wrapped)
