@@ -3,6 +3,7 @@ leaves only the six basic series. In process (no peers needed): /metrics read ov
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import aiohttp
@@ -92,3 +93,16 @@ async def test_a_write_the_database_refuses_is_counted_as_a_storage_error(tmp_pa
         await server.stop()
     assert refused == "storage_error"
     assert 'roomsvc_storage_errors_total{operation="write"} 1.0' in text
+
+
+async def test_docs_operations_describes_every_series_and_only_those(tmp_path: Path) -> None:
+    server = await InProcessServer(tmp_path / "data").start()
+    try:
+        text = await _metrics(server)
+    finally:
+        await server.stop()
+    exported = {name for name in re.findall(r"^# TYPE (roomsvc_\S+) ", text, re.M) if not name.endswith("_created")}
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    described = set(re.findall(r"^\| `(roomsvc_[a-z_]+)` \|", doc, re.M))
+    assert exported - described == set(), "series missing from docs/operations.md"
+    assert described - exported == set(), "docs/operations.md describes series roomsvc does not export"
