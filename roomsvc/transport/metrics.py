@@ -47,6 +47,8 @@ _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 _WAITS = (*_LATENCY, 30.0, 60.0, 300.0)
 _COMMIT = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+#: label children kept per series, looked up without building labels again
+_CACHED = 1024
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -144,6 +146,7 @@ class OperationSeries:
         self._connectors = _Bounded(64)
         self._routes = _Bounded(128)
         self._http: dict[tuple[str, str, str], Histogram] = {}
+        self._audited: dict[tuple[str, str, str], Counter] = {}
 
     def ws_stats(self, protocol: str) -> "WsStats":
         """One protocol's connection counters, bound once (the frame path does no label lookup)."""
@@ -166,10 +169,16 @@ class OperationSeries:
         child.observe(seconds)
 
     def audited(self, action: str, channel: str, outcome: str) -> None:
-        # a toolkit's channel is "headers:<toolkit>": the toolkit is a name callers choose
-        self.secret_operations.labels(
-            self._actions(action), self._channels(channel.partition(":")[0]), self._outcomes(outcome)
-        ).inc()
+        key = (action, channel, outcome)
+        child = self._audited.get(key)
+        if child is None:
+            # a toolkit's channel is "headers:<toolkit>": the toolkit is a name callers choose
+            child = self.secret_operations.labels(
+                self._actions(action), self._channels(channel.partition(":")[0]), self._outcomes(outcome)
+            )
+            if len(self._audited) < _CACHED:  # the raw values are not bounded: neither would the cache be
+                self._audited[key] = child
+        child.inc()
 
     def header_resolution(self, outcome: str) -> None:
         self.header_resolutions.labels(self._outcomes(outcome)).inc()
