@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from tests.oauth.conftest import ACCESS_TOKEN_TTL, REFRESH_MARGIN, OAuthEnv
-from tests.oauth.flows import error_of, run_flow
+from tests.oauth.flows import ask, error_of, run_flow
 from tests.ops.conftest import Prometheus
 from tests.support.waiting import until
 
@@ -41,6 +41,12 @@ async def traffic(oauth_env: OAuthEnv, prometheus: Prometheus) -> dict[str, Any]
             refused = await error_of(agent.request("secrets.get", {"id": "ops-secret", "for_identity": person_id}))
             await person.request("headers.resolve", {"header_secrets": ["X-Key:{ops-secret}"]})
             missing = await error_of(person.request("headers.resolve", {"header_secrets": ["X-Key:{no-such}"]}))
+            # a flow nobody answers in time, one the person declines, then one completed
+            task, _ = await ask(agent, person, timeout=0.5)
+            timed_out = await error_of(task)
+            task, push = await ask(agent, person, timeout=10)
+            await person.request("secrets.reject_oauth_authorization", {"request_id": push["request_id"], "error": "no"})
+            rejected = await error_of(task)
             granted, _ = await run_flow(browser, agent, person, person_id)
             # roomsvc refreshes by its own clock: wait (real time, a subprocess) until the
             # token is within the refresh margin, then use it
@@ -53,7 +59,7 @@ async def traffic(oauth_env: OAuthEnv, prometheus: Prometheus) -> dict[str, Any]
                                 headers={"Authorization": f"Bearer {oauth_env.server.operator_token()}"}) as r:
             assert r.status == 200, await r.text()
             await r.read()
-    return {"refused": refused, "missing": missing, "granted": granted, "again": again,
+    return {"refused": refused, "timed_out": timed_out, "rejected": rejected, "missing": missing, "granted": granted, "again": again,
             "identities": (agent_id, person_id)}
 
 
@@ -95,8 +101,11 @@ async def test_header_resolutions_by_outcome(prometheus: Prometheus, traffic: di
 
 async def test_the_oauth_flow_and_the_refresh(prometheus: Prometheus, traffic: dict[str, Any]) -> None:
     assert traffic["again"]["access_token"] != traffic["granted"]["access_token"]  # it was refreshed
-    await _expect(prometheus, 'roomsvc_oauth_flows_total{connector="oidc",event="started"}', 1)
+    assert (traffic["timed_out"], traffic["rejected"]) == ("timeout", "rejected")
+    await _expect(prometheus, 'roomsvc_oauth_flows_total{connector="oidc",event="started"}', 3)
     await _expect(prometheus, 'roomsvc_oauth_flows_total{connector="oidc",event="completed"}', 1)
+    await _expect(prometheus, 'roomsvc_oauth_flows_total{connector="oidc",event="timed_out"}', 1)
+    await _expect(prometheus, 'roomsvc_oauth_flows_total{connector="oidc",event="rejected"}', 1)
     assert await prometheus.value('roomsvc_oauth_flows_total{event="failed"}') is None
     await _expect(prometheus, 'roomsvc_oauth_refreshes_total{connector="oidc",outcome="ok"}', 1)
     await _expect(prometheus, 'roomsvc_oauth_refresh_duration_seconds_count{connector="oidc"}', 1)
