@@ -4,6 +4,7 @@ opentelemetry-proto) stands in for a collector."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -77,3 +78,18 @@ async def test_without_otel_variables_nothing_is_sent(receiver: tuple[Receiver, 
     finally:
         assert server.stop() == 0  # shutdown flushes any spans: none may arrive
     assert got.spans == []
+
+
+async def test_json_log_lines_name_their_event_and_never_a_query(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", env={"ROOMSVC_SERVER_LOG_JSON": "1"}).start()
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"{server.url}/healthz?token=canary-log-77c1") as r:
+            assert r.status == 200
+        await until(lambda: '"http.access"' in server.stderr(), "the access line")
+    finally:
+        server.stop()
+    lines = [json.loads(line) for line in server.stderr().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["event"] == "http.access"]
+    assert access and "/healthz" in access[0]["message"]
+    assert all({"time", "level", "logger", "event", "message"} <= set(line) for line in lines)
+    assert "canary-log-77c1" not in server.stderr()

@@ -58,4 +58,5 @@ class AccessLogger(AbstractAccessLogger):
             request.rel_url.path,
             response.status,
             time * 1000,
+            extra={"event": "http.access"},
         )
