@@ -51,18 +51,22 @@ from roomsvc.integrations.podman_runner import PodmanRunner, PodmanSettings
 from roomsvc.integrations.process_runner import ProcessRunner
 from roomsvc.integrations.spec_yaml import load_document
 from roomsvc.integrations.templates import render_template
+from roomsvc.logs import use_trace_ids
 from roomsvc.storage.sqlite.llm_store import SqliteUsageStore
 from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
 from roomsvc.storage.sqlite.service_store import SqliteServiceStore
 from roomsvc.storage.sqlite.store import SqliteStore, database_exists
-from roomsvc.transport.http.keys import CONNECTIONS, METRICS, READY, SERVICES
+from roomsvc.transport.http.keys import CONNECTIONS, METRICS, READY, SERVICES, TELEMETRY
 from roomsvc.transport.http.llm_api import LLM, LLM_SETTLING, LLM_UPSTREAM, finish_settling
 from roomsvc.transport.http.middleware import AccessLogger, errors_middleware
 from roomsvc.transport.http.oauth_api import OAuthLinks
+from roomsvc.transport.http.observe import observe_middleware
 from roomsvc.transport.http.routes import add_routes
 from roomsvc.transport.meshagent.accounts import RoomConnectHandler
 from roomsvc.transport.meshagent.codec import MeshAgentCodec
 from roomsvc.transport.metrics import Metrics
+from roomsvc.transport.telemetry import Telemetry
+from roomsvc.transport.tracing import Tracing
 from roomsvc.transport.ws.connection import Connection
 from roomsvc.transport.ws.endpoint import Endpoint, close_revoked
 from roomsvc.transport.ws.native import NativeCodec
@@ -98,9 +102,19 @@ class Runtime:
     #: the LLM proxy's service and its outbound client (set by open_runtime)
     llm: LlmService | None = None
     llm_upstream: AiohttpUpstream | None = None
+    #: the app's metrics and tracer (issue 18), handed to every service as its Observer
+    telemetry: Telemetry = field(default_factory=lambda: Telemetry(Metrics(), Tracing()))
 
 
-async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+def open_telemetry(settings: Settings, tracing: Tracing | None = None) -> Telemetry:
+    """The metrics and the tracer (``[telemetry]``, OTEL_*); tests pass their own tracer."""
+    t = settings.telemetry
+    tracing = tracing or Tracing.from_settings(exporter=t.traces_exporter, endpoint=t.otlp_endpoint, service_name=t.service_name)
+    use_trace_ids(tracing.current_ids if tracing.enabled else None)
+    return Telemetry(Metrics(), tracing, detailed=t.metrics)
+
+
+async def open_runtime(settings: Settings, *, clock: Clock | None = None, tracing: Tracing | None = None) -> Runtime:
     """Load keys, open and migrate storage, unseal the keyring, wire the services.
 
     Raises:
@@ -112,9 +126,12 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
         settings.oauth.connectors_dir, environ=environment(), insecure_ok=settings.server.allow_insecure_loopback
     )
     keys = load_keys(key_sources(settings), database_exists=database_exists(settings.sqlite_path))
+    telemetry = open_telemetry(settings, tracing)
     store = await SqliteStore.open(
-        settings.sqlite_path, busy_timeout_ms=settings.storage.busy_timeout_ms, batch_max=settings.secrets.audit_batch_max
+        settings.sqlite_path, busy_timeout_ms=settings.storage.busy_timeout_ms, batch_max=settings.secrets.audit_batch_max,
+        observer=telemetry,
     )
+    telemetry.metrics.ops.watch_write_queue(store.queue_depth)
     try:
         cipher = EnvelopeCipher()
         keyring = KeyringService(store=store, cipher=cipher, master=keys.master, clock=clock)
@@ -126,7 +143,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
         keys.signing, clock=clock, require_exp=settings.tokens.require_exp,
         leeway=settings.tokens.leeway, max_ttl=settings.tokens.max_ttl,
     )
-    auditor = Auditor(store, clock)
+    auditor = Auditor(store, clock, telemetry)
     tokens = TokenService(store=store, auditor=auditor, clock=clock, leeway=settings.tokens.leeway)
     try:
         await tokens.load()
@@ -152,10 +169,15 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
         provider=provider, connectors=connectors, authenticate=authenticate, public_url=public_url,
         signing=keys.signing,
     )
-    runtime = Runtime(settings=settings, store=store, services=services, keys=keys, verifier=verifier)
+    runtime = Runtime(settings=settings, store=store, services=services, keys=keys, verifier=verifier, telemetry=telemetry)
     _add_housekeeping(runtime, store, clock)
     runtime.closers.append(provider.close)
     _add_llm(runtime, clock)
+
+    async def flush_spans() -> None:
+        telemetry.tracing.shutdown()
+
+    runtime.closers.append(flush_spans)
     runtime_ref.append(runtime)
     return runtime
 
@@ -273,7 +295,7 @@ def _service_supervisor(
             command_timeout=s.podman_timeout,
         ))
     return ServiceSupervisor(
-        catalog=catalog, resolver=resolver, runner=runner, clock=clock,
+        catalog=catalog, resolver=resolver, runner=runner, clock=clock, observer=auditor.observer,
         settings=SupervisorSettings(
             backoff_initial=s.backoff_initial, backoff_max=s.backoff_max, backoff_reset=s.backoff_reset,
             stop_timeout=s.stop_timeout, token_renew_margin=s.token_renew_margin, log_lines=s.log_lines,
@@ -351,10 +373,13 @@ async def _run_periodic(name: str, interval: float, job: Callable[[], Awaitable[
 def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], None] | None = None) -> web.Application:
     settings = runtime.settings
     app = web.Application(
-        middlewares=[errors_middleware],
+        # observe outermost: it sees the status the errors middleware answered with
+        middlewares=[observe_middleware, errors_middleware],
         client_max_size=settings.server.max_body_size,
     )
-    metrics = Metrics()
+    telemetry = runtime.telemetry
+    metrics = telemetry.metrics
+    app[TELEMETRY] = telemetry
     connections: set[Connection] = set()
     app[SERVICES] = runtime.services
     app[METRICS] = metrics
@@ -368,7 +393,9 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
     app.on_shutdown.append(finish_settling)
     add_routes(app)
     for path, codec in (("/v1/rooms/{room}/ws", NativeCodec()), ("/rooms/{room}", MeshAgentCodec())):
-        app.router.add_get(path, Endpoint(codec, runtime.services, runtime.settings.websocket, metrics, connections))
+        app.router.add_get(
+            path, Endpoint(codec, runtime.services, runtime.settings.websocket, metrics, connections, telemetry=telemetry)
+        )
     app.router.add_post(
         "/accounts/projects/{project_id}/rooms/{room}/connect",
         RoomConnectHandler(
