@@ -17,8 +17,8 @@ The chain (MCP authorization, revision 2026-07-28; RFC 9728, RFC 8414, OpenID Di
 URL rules (:func:`check_url`): https with a public host; http and loopback/private hosts
 only with ``server.allow_insecure_loopback``. Every URL learnt from a document or a header
 is checked before anything is fetched from it, so a hostile document cannot point roomsvc
-at an internal address. The MCP URL itself is the operator's choice and is checked only
-for shape.
+at an internal address. The MCP URL passes the same rules, unless the operator lists it in
+``mcp.trusted_servers`` (then it and metadata on its own origin may be http / private).
 
 Root issuer slash: ``https://as.example`` and ``https://as.example/`` name the same
 issuer (RFC 3986 6.2.3: an empty path and ``/`` are equivalent for http(s)); any other
@@ -121,6 +121,13 @@ def _origin(url: str) -> str:
     c = canonical_resource(url)
     parts = urlsplit(c)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def same_origin(a: str, b: str) -> bool:
+    try:
+        return _origin(a) == _origin(b)
+    except ValueError:
+        return False
 
 
 def resource_covers(resource: str, mcp_url: str) -> bool:

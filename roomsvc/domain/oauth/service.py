@@ -17,7 +17,7 @@ service and before :class:`~roomsvc.domain.secrets.SecretService`. See docs/oaut
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from roomsvc.domain.audit import Auditor
 from roomsvc.domain.oauth.connectors import (
@@ -49,6 +49,12 @@ from roomsvc.ids import RoomName, SecretId, parse_identity
 __all__ = ["OAuthPolicy", "OAuthService", "TokenGrant"]
 
 
+class McpClients(Protocol):
+    """:class:`roomsvc.domain.mcp.authorization.McpAuthorization` (issue 17)."""
+
+    async def client(self, request: Mapping[str, Any]) -> ClientConfig: ...
+
+
 class OAuthService:
     def __init__(
         self,
@@ -61,7 +67,10 @@ class OAuthService:
         auditor: Auditor,
         policy: OAuthPolicy,
         limiter: RateLimiter | None = None,
+        mcp: McpClients | None = None,
     ) -> None:
+        #: MCP servers' authorization (issue 17): clients discovered and registered on the fly
+        self._mcp = mcp
         self._limiter = limiter or RateLimiter.off()
         self._rooms = rooms
         self.registry = registry
@@ -85,6 +94,7 @@ class OAuthService:
         delegate_to: str | None = None,
         timeout: float | None = None,
         redirect_uri: str | None = None,
+        mcp: Mapping[str, Any] | None = None,
     ) -> TokenGrant:
         """A token for the requester: a stored one P's consent covers, or a new consent by P.
 
@@ -97,7 +107,7 @@ class OAuthService:
         """
         self._limiter.check(SECRET_OPS, requester.room, requester.identity)
         caller = requester.principal
-        client = await self.client_for(caller, connector, oauth)
+        client = await self.client_for(caller, connector, oauth, mcp)
         target = self._rooms.find(requester.room, from_participant_id)
         # the credential belongs to the identity that consents; delegate_to names who may use it
         delegate = parse_identity(delegate_to) if delegate_to else None
@@ -121,6 +131,7 @@ class OAuthService:
         oauth: Mapping[str, Any] | None = None,
         delegated_to: str | None = None,
         delegated_by: str | None = None,
+        mcp: Mapping[str, Any] | None = None,
     ) -> TokenGrant | None:
         """A usable stored token without asking anyone, or None. The credential is the
         one owned by ``delegated_to``, else by ``delegated_by`` (the identity that
@@ -130,7 +141,7 @@ class OAuthService:
             ReauthRequired: the credential exists but its grant is dead.
         """
         self._limiter.check(SECRET_OPS, caller.room, caller.identity)
-        client = await self.client_for(caller, connector, oauth)
+        client = await self.client_for(caller, connector, oauth, mcp)
         cid = SecretId(client.credential_id)
         room_ = RoomName(room)
         # room, grant, expiry and use-only first, on the caller's own address
@@ -169,14 +180,22 @@ class OAuthService:
             return found[:1] if len(found) == 1 else []
         return [Address(room, caller.identity, cid, None)]
 
-    async def client_for(self, caller: Principal, connector: str | None, oauth: Mapping[str, Any] | None) -> ClientConfig:
+    async def client_for(
+        self, caller: Principal, connector: str | None, oauth: Mapping[str, Any] | None, mcp: Mapping[str, Any] | None = None
+    ) -> ClientConfig:
         """The client a request names, after the inline allow-list and the caller's grant.
         With a connector, an ``oauth.scopes`` list may narrow its scopes.
 
         Raises:
             InvalidRequest, NotFound, PermissionDenied.
         """
-        if connector:
+        if mcp is not None:  # issue 17: an MCP server's authorization server, discovered
+            if connector or oauth is not None:
+                raise InvalidRequest("give either 'mcp', a 'connector' or an inline 'oauth' config, not several")
+            if self._mcp is None:
+                raise InvalidRequest("MCP authorization is not available on this server")
+            client = await self._mcp.client(mcp)
+        elif connector:
             client = await self.registry.resolve(parse_connector_name(connector))
             if isinstance(oauth, Mapping) and oauth.get("scopes"):
                 client = narrow(client, parse_scopes(oauth.get("scopes"), "oauth.scopes"))
