@@ -29,6 +29,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -86,7 +87,7 @@ def echo(text: str) -> str:
 @server.tool()
 def fail(reason: str) -> str:
     """Always fails with the given reason (a tool error as the MCP server sends it)."""
-    raise ValueError(reason)
+    raise ToolError(reason)
 
 
 @server.custom_route("/.well-known/oauth-authorization-server/fake-as", methods=["GET"])
