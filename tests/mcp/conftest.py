@@ -83,6 +83,8 @@ class McpEnv:
     env: dict[str, str]
     port: int
     server: Server
+    #: the port registered at the provider for a second roomsvc (pre-registered connector test)
+    connector_port: int = 0
 
     async def stats(self) -> dict[str, Any]:
         async with aiohttp.ClientSession() as s, s.get(f"{self.provider.issuer}/__stats") as r:
@@ -99,7 +101,7 @@ def mcp_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpEnv]:
     ok, reason = node_ready()
     need(ok, reason)
     base = tmp_path_factory.mktemp("mcp")
-    op_port, mcp_port, rs_port = free_port(), free_port(), free_port()
+    op_port, mcp_port, rs_port, conn_port = free_port(), free_port(), free_port(), free_port()
     issuer = f"http://127.0.0.1:{op_port}"
     mcp_url = f"http://127.0.0.1:{mcp_port}/mcp"
     env = {
@@ -110,7 +112,10 @@ def mcp_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpEnv]:
     (base / "connectors").mkdir()
     started: list[Any] = []
     try:
-        provider = Provider(op_port, [f"http://127.0.0.1:{rs_port}/oauth/callback"], base / "provider.log",
+        # the web client (roomsvc-web) takes the callbacks of the main server and of the
+        # pre-registered-connector test's server
+        callbacks = [f"http://127.0.0.1:{p}/oauth/callback" for p in (rs_port, conn_port)]
+        provider = Provider(op_port, callbacks, base / "provider.log",
                             REGISTRATION="1", RESOURCES=json.dumps([mcp_url]), ACCESS_TOKEN_TTL=str(ACCESS_TOKEN_TTL))
         started.append(provider)
         mcp = McpPeer(mcp_port, issuer, base / "mcp.log")
@@ -127,7 +132,7 @@ def mcp_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpEnv]:
             started.append(hostile[name])
         server = Server(base / "data", env=env, args=["--port", str(rs_port)]).start()
         started.append(server)
-        yield McpEnv(base, provider, mcp, hostile, env, rs_port, server)
+        yield McpEnv(base, provider, mcp, hostile, env, rs_port, server, conn_port)
     finally:
         for peer in reversed(started):
             if isinstance(peer, Server):

@@ -122,7 +122,7 @@ async def test_agent_calls_a_tool_person_consents_once_refresh_once_token_never_
         tk = await toolkit_id(agent)
         first = asyncio.get_running_loop().create_task(call(agent, tk, "tools.call", {"name": "whoami", "arguments": {}}))
         push = await consent_when_asked(alice, "alice-upstream")
-        assert push["requester"]["identity"] == "mcp-bridge"  # the bridge asks; the credential is alice's
+        assert push["from"]["identity"] == "mcp-bridge"  # the bridge asks; the credential is alice's
         result = await first
         assert json.loads(text_of(result))["sub"] == "alice-upstream"
         assert json.loads(text_of(result))["aud"] == env.mcp.url

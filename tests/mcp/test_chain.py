@@ -166,3 +166,43 @@ async def test_production_mode_refuses_an_authorization_server_on_a_private_addr
             await person.close()
     finally:
         prod.stop()
+
+
+async def test_a_pre_registered_connector_is_used_and_nothing_is_registered(mcp_env: McpEnv) -> None:
+    """A connector whose issuer is the MCP server's authorization server comes first in the
+    registration order: its client (roomsvc-web, with a secret) is used, no registration."""
+    await mcp_env.mcp.wait_ready()
+    connectors = mcp_env.base / "connectors-pre"
+    connectors.mkdir(exist_ok=True)
+    (connectors / "upstream.toml").write_text(
+        f'issuer = "{mcp_env.provider.issuer}"\nclient_id = "roomsvc-web"\nclient_secret_env = "MCP_TEST_SECRET"\n')
+    before = (await mcp_env.stats())["registration"]
+    srv = Server(mcp_env.base / "pre", env={"ROOMSVC_OAUTH_CONNECTORS_DIR": str(connectors),
+                                           "MCP_TEST_SECRET": "roomsvc-web-secret"},
+                 args=["--port", str(mcp_env.connector_port)]).start()
+    try:
+        agent_id, person_id = fresh("agent", "frank")
+        agent = await NativeClient.connect(srv.ws_url("pre"), srv.token(agent_id, "pre", api=("secrets",), role="agent"))
+        person = await NativeClient.connect(srv.ws_url("pre"), srv.token(person_id, "pre", api=("secrets",)))
+        try:
+            task = asyncio.get_running_loop().create_task(agent.request(
+                "secrets.request_oauth_token",
+                {"from_participant_id": person.participant_id, "mcp": {"url": mcp_env.mcp.url}, "timeout": 30}, timeout=40))
+            push = (await person.next_event("secrets.request_oauth_token", timeout=15))["data"]
+            assert push["request"]["connector"] == "upstream" and push["request"]["oauth"]["client_id"] == "roomsvc-web"
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+                status, page = await finish(browser, await consent(browser, await open_link(browser, push["start_url"]), "frank-up"))
+                assert status == 200, page
+            token = (await task)["access_token"]
+            assert claims(token)["aud"] == mcp_env.mcp.url and claims(token)["client_id"] == "roomsvc-web"
+        finally:
+            await agent.close()
+            await person.close()
+        # roomsvc's Client ID Metadata Document (used where an authorization server supports them)
+        async with aiohttp.ClientSession() as s, s.get(f"{srv.url}/oauth/client-metadata.json") as r:
+            doc = await r.json()
+        assert doc["client_id"] == f"{srv.url}/oauth/client-metadata.json"
+        assert doc["redirect_uris"] == [f"{srv.url}/oauth/callback"] and "scope" not in doc
+    finally:
+        srv.stop()
+    assert (await mcp_env.stats())["registration"] == before
