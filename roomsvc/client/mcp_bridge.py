@@ -51,6 +51,7 @@ class Upstream(Protocol):
 class _Held:
     token: str = field(default="", repr=False)
     expires_at: float = 0.0
+    scopes: tuple[str, ...] = ()
 
 
 class McpBridge:
@@ -180,8 +181,11 @@ class McpBridge:
         if target is None:
             raise NotFound(f"{person!r} must be in the room to consent to the MCP server's authorization")
         mcp: dict[str, Any] = {"url": self.url}
-        if challenge:
+        if challenge:  # a step-up: roomsvc asks for the scopes held plus the challenge's
             mcp["www_authenticate"] = challenge
+            held = self._held.get(person)
+            if held is not None and held.scopes:
+                mcp["scopes"] = list(held.scopes)
         self.fetches += 1
         log.info("asking %s to consent for MCP server %s", person, self.url)
         return await self._conn.request(
@@ -195,5 +199,7 @@ class McpBridge:
         if not isinstance(token, str) or not token:
             raise ReauthRequired("roomsvc returned no token for the MCP server")
         expires = grant.get("expires_at")
-        self._held[person] = _Held(token, float(expires) if isinstance(expires, (int, float)) else time.time() + 60)
+        credential = grant.get("credential") if isinstance(grant.get("credential"), Mapping) else {}
+        scopes = tuple(s for s in credential.get("scopes") or () if isinstance(s, str))
+        self._held[person] = _Held(token, float(expires) if isinstance(expires, (int, float)) else time.time() + 60, scopes)
         return token

@@ -148,9 +148,6 @@ class ProjectSecretService:
             return None
         return await self._resolve(id, kind, kind)
 
-    async def list_system(self, kind: str) -> list[ProjectSecretRecord]:
-        return await self._store.list_project_secrets(kind)
-
     # -- internals -----------------------------------------------------------------------------
 
     async def _operator(self, caller: Principal, id: object, action: str) -> None:

@@ -73,7 +73,9 @@ class McpAuthorization:
 
     async def client(self, request: Mapping[str, Any]) -> ClientConfig:
         """The client for a request's ``mcp`` object: ``{"url": MCP server URL, "scopes"?:
-        [..], "www_authenticate"?: the server's last challenge (a step-up)}``.
+        [..], "www_authenticate"?: the server's last challenge (a step-up)}``. Scopes: the
+        request's, united with the challenge's on a step-up; else the server's challenge or
+        its metadata's ``scopes_supported``.
 
         Raises:
             InvalidRequest: a malformed object. DiscoveryRefused, ProviderUnavailable.
@@ -89,7 +91,12 @@ class McpAuthorization:
             raise InvalidRequest("'mcp.www_authenticate' must be a string")
         challenge = d.parse_challenge(header) if header else None
         found = await self.discover_cached(url, challenge)
-        scopes = parse_scopes(request.get("scopes"), "mcp.scopes") or d.wanted_scopes(challenge or found.challenge, found.resource)
+        held = parse_scopes(request.get("scopes"), "mcp.scopes")
+        if challenge is not None and challenge.scopes:
+            # a step-up (insufficient_scope): ask for what is held and what the server wants now
+            scopes = d.wanted_scopes(challenge, found.resource, held=held)
+        else:
+            scopes = held or d.wanted_scopes(found.challenge, found.resource)
         return await self.client_for(found, scopes)
 
     def trusted(self, url: object) -> bool:
