@@ -199,7 +199,8 @@ class McpBridge:
         if not isinstance(token, str) or not token:
             raise ReauthRequired("roomsvc returned no token for the MCP server")
         expires = grant.get("expires_at")
-        credential = grant.get("credential") if isinstance(grant.get("credential"), Mapping) else {}
-        scopes = tuple(s for s in credential.get("scopes") or () if isinstance(s, str))
+        credential = grant.get("credential")
+        listed = credential.get("scopes") if isinstance(credential, Mapping) else None
+        scopes = tuple(s for s in listed or () if isinstance(s, str))
         self._held[person] = _Held(token, float(expires) if isinstance(expires, (int, float)) else time.time() + 60, scopes)
         return token
