@@ -1,6 +1,7 @@
 """``roomsvc toolkit mcp`` (the real CLI, a subprocess) bridging an MCP server built with
 the official SDK into a room, with the real oidc-provider as its authorization server:
-an agent lists and calls tools through the native ``call``; the person consents once; the
+an agent lists and calls tools through the native ``call``; the person consents once (in
+headless Chromium); the
 token is refreshed once for concurrent calls after it expires; the agent never receives the
 token; a second person gets their own consent and upstream identity."""
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +21,10 @@ import pytest
 
 from roomsvc.domain.oauth.connectors import resource_credential_id
 from tests.mcp.conftest import ACCESS_TOKEN_TTL, ROOT, McpEnv
+from tests.oauth.conftest import OIDC_DIR
 from tests.oauth.flows import consent, finish, open_link, read_credential
 from tests.support.native_client import NativeClient, ResponseError
+from tests.support.peers import need
 from tests.support.waiting import until
 
 
@@ -94,6 +98,23 @@ async def call(agent: NativeClient, to: str, method: str, body: dict[str, Any], 
     return (await agent.request("call", {"to": to, "method": method, "body": body, "timeout": timeout}, timeout=timeout + 5))["body"]
 
 
+async def consent_in_chromium(person: NativeClient, login: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The person consents in real headless Chromium (tests/oauth/browser_consent.mjs)."""
+    need(Path("/usr/bin/chromium").exists() or shutil.which("chromium") is not None,
+         "Debian's chromium is not installed (apt-get install chromium)")
+    need((OIDC_DIR / "node_modules" / "playwright-core").is_dir(), "playwright-core missing: run scripts/setup-peers")
+    push = (await person.next_event("secrets.request_oauth_token", timeout=30))["data"]
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(ROOT / "tests" / "oauth" / "browser_consent.mjs"), push["start_url"], login,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    seen = json.loads(out.decode().strip().splitlines()[-1])
+    assert seen["status"] == 200 and seen["heading"] == "Connected", seen
+    return push, seen
+
+
 async def consent_when_asked(person: NativeClient, login: str) -> dict[str, Any]:
     push = (await person.next_event("secrets.request_oauth_token", timeout=30))["data"]
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
@@ -121,7 +142,7 @@ async def test_agent_calls_a_tool_person_consents_once_refresh_once_token_never_
     try:
         tk = await toolkit_id(agent)
         first = asyncio.get_running_loop().create_task(call(agent, tk, "tools.call", {"name": "whoami", "arguments": {}}))
-        push = await consent_when_asked(alice, "alice-upstream")
+        push, page = await consent_in_chromium(alice, "alice-upstream")
         assert push["from"]["identity"] == "mcp-bridge"  # the bridge asks; the credential is alice's
         result = await first
         assert json.loads(text_of(result))["sub"] == "alice-upstream"
@@ -154,6 +175,7 @@ async def test_agent_calls_a_tool_person_consents_once_refresh_once_token_never_
 
         # the agent never received a token, in any frame
         assert agent.raw and not [t for t in tokens if any(t in frame for frame in agent.raw)]
+        assert not [t for t in tokens if t in page["text"]]  # nor the person's callback page
     finally:
         await agent.close()
         await alice.close()
