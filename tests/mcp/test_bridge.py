@@ -57,7 +57,7 @@ class RecordingClient(NativeClient):
 class Bridge:
     """``python -m roomsvc toolkit mcp`` as a subprocess."""
 
-    def __init__(self, env: McpEnv, room: str, identity: str, log: Path, *extra: str) -> None:
+    def __init__(self, env: McpEnv, room: str, identity: str, log: Path, *extra: str, url: str = "") -> None:
         token = env.server.token(identity, room, api=("secrets",), role="agent")
         run_env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSVC_")}
         run_env.update({"ROOMSVC_TOKEN": token, "ROOMSVC_SERVER_ALLOW_INSECURE_LOOPBACK": "1",
@@ -66,7 +66,7 @@ class Bridge:
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "roomsvc", "toolkit", "mcp", "--server", env.server.url, "--room", room,
-                 "--url", env.mcp.url, "--name", "tools", *extra],
+                 "--url", url or env.mcp.url, "--name", "tools", *extra],
                 cwd=ROOT, env=run_env, stdout=out, stderr=out,
             )
 
@@ -173,6 +173,11 @@ async def test_agent_calls_a_tool_person_consents_once_refresh_once_token_never_
         tokens |= {stored["access_token"], stored["refresh_token"]}
         assert len(tokens) == 3  # a new access token was issued
 
+        # the agent cannot fetch alice's token from roomsvc either: her consent covers the bridge
+        offline = await agent.request("secrets.get_offline_oauth_token",
+                                      {"mcp": {"url": env.mcp.url}, "delegated_by": "alice"})
+        assert offline["access_token"] is None
+
         # the agent never received a token, in any frame
         assert agent.raw and not [t for t in tokens if any(t in frame for frame in agent.raw)]
         assert not [t for t in tokens if t in page["text"]]  # nor the person's callback page
@@ -201,3 +206,24 @@ async def test_a_person_calling_directly_gets_their_own_consent_and_identity(pee
         await agent.close()
         bridge.stop()
     assert (await env.stats())["registration"] == 1  # one registration for this provider, reused
+
+
+async def test_hostile_metadata_reaches_the_agent_as_a_clear_error_and_nobody_is_asked(peers: McpEnv, tmp_path: Path) -> None:
+    env = peers
+    room = "bridge3"
+    peer = env.hostile["issuer"]
+    await peer.wait_ready()
+    bridge = Bridge(env, room, "mcp-bridge3", tmp_path / "bridge.log", "--for-identity", "carol", url=peer.url)
+    agent = await NativeClient.connect(env.server.ws_url(room), env.server.token("agent3", room, api=("secrets",), role="agent"))
+    carol = await NativeClient.connect(env.server.ws_url(room), env.server.token("carol", room, api=("secrets",)))
+    try:
+        tk = await toolkit_id(agent)
+        with pytest.raises(ResponseError) as info:
+            await call(agent, tk, "tools.call", {"name": "whoami", "arguments": {}})
+        assert "discovery refused" in str(info.value) and "another issuer" in str(info.value), info.value
+        with pytest.raises(asyncio.TimeoutError):
+            await carol.next_event("secrets.request_oauth_token", timeout=0.3)
+    finally:
+        await agent.close()
+        await carol.close()
+        bridge.stop()
