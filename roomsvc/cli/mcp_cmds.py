@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import Any
 
-from roomsvc.cli.options import Parents, command
+from roomsvc.cli.options import Parents, command, settings_from, usage
 from roomsvc.client.http import ApiClient
 from roomsvc.config import client_defaults
 from roomsvc.domain.project_secrets import KIND_MCP_CLIENT
@@ -77,7 +77,6 @@ def _static_headers(items: list[str]) -> dict[str, str]:
 def cmd_toolkit_mcp(args: argparse.Namespace) -> int:
     from urllib.parse import quote, urlsplit
 
-    from roomsvc.cli.options import settings_from, usage
     from roomsvc.client.mcp_bridge import McpBridge
     from roomsvc.client.room import RoomConnection
     from roomsvc.integrations.mcp_client import McpUpstream
