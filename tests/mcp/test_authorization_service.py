@@ -57,7 +57,7 @@ class MemoryStore:
         self.kept[client.issuer] = client
 
 
-def service(http: FakeHttp, store: MemoryStore | None = None, *, insecure: bool = False, trusted: tuple[str, ...] = ()) -> McpAuthorization:
+def service(http: FakeHttp, store: Any = None, *, insecure: bool = False, trusted: tuple[str, ...] = ()) -> McpAuthorization:
     clock = FakeClock(start=1000.0)
     return McpAuthorization(
         http=http, store=store or MemoryStore(), registry=ConnectorRegistry([], provider=None, clock=clock, discovery_ttl=60,  # type: ignore[arg-type]
@@ -118,3 +118,27 @@ async def test_step_up_asks_for_held_and_challenged_scopes() -> None:
 async def test_bad_mcp_objects_are_refused(request_: Any) -> None:
     with pytest.raises((InvalidRequest, d.DiscoveryRefused)):
         await service(FakeHttp(GOOD)).client(request_)
+
+
+async def test_a_confidential_registration_keeps_its_secret_out_of_names_and_reprs() -> None:
+    from roomsvc.domain.mcp.authorization import ProjectRegistrations
+
+    canary = "dcr-client-secret-canary-5150"
+    kept: dict[str, Any] = {}
+
+    class Port:
+        async def put_system(self, *, id: str, kind: str, name: str, payload: dict) -> None:
+            kept.update(id=id, kind=kind, name=name, payload=payload)
+
+        async def resolve_system(self, id: str, *, kind: str) -> dict | None:
+            return kept.get("payload") if kept.get("id") == id else None
+
+    store = ProjectRegistrations(Port())
+    client = RegisteredClient(issuer=AS, client_id="c-1", token_endpoint_auth_method="client_secret_basic", client_secret=canary)
+    await store.save(client)
+    assert kept["kind"] == "mcp-client" and canary not in kept["name"] and "c-1" in kept["name"]
+    loaded = await store.load(AS + "/")  # the root slash names the same server
+    assert loaded == client and canary not in repr(loaded)
+    config = await service(FakeHttp(GOOD), store).client({"url": MCP})
+    assert config.client_id == "c-1" and config.token_endpoint_auth_method == "client_secret_basic"
+    assert canary not in repr(config) and canary not in str(config.to_record())
