@@ -20,7 +20,9 @@ import aiohttp
 import pytest
 
 from roomsvc.domain.oauth.connectors import resource_credential_id
+from roomsvc.transport.meshagent.packing import ErrorContent, JsonContent
 from tests.mcp.conftest import ACCESS_TOKEN_TTL, ROOT, McpEnv
+from tests.meshagent.raw_client import RawClient
 from tests.oauth.conftest import OIDC_DIR
 from tests.oauth.flows import consent, finish, open_link, read_credential
 from tests.support.native_client import NativeClient, ResponseError
@@ -157,6 +159,16 @@ async def test_agent_calls_a_tool_person_consents_once_refresh_once_token_never_
         assert failed["isError"] is True and "boom-1234" in text_of(failed)
         with pytest.raises(asyncio.TimeoutError):
             await alice.next_event("secrets.request_oauth_token", timeout=0.3)
+
+        # a MeshAgent client invokes the bridge's tool as a toolkit hosted by a participant
+        mesh = await RawClient.connect(env.server.url, room, env.server.token("mesh-agent", room, api=("secrets",), role="agent"))
+        try:
+            answer = await mesh.invoke_hosted("tools", "echo", tk, JsonContent({"text": "from meshagent"}), timeout=50)
+            assert isinstance(answer, JsonContent) and answer.json["content"][0]["text"] == "from meshagent"
+            wrong = await mesh.invoke_hosted("other-toolkit", "echo", tk, JsonContent({"text": "x"}), timeout=10)
+            assert isinstance(wrong, ErrorContent) and wrong.code == 1003
+        finally:
+            await mesh.close()
 
         cid = resource_credential_id(env.provider.issuer, env.mcp.url)
         tokens = {read_credential(env.server, room, "alice", cid)["access_token"]}
