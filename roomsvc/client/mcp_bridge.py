@@ -25,6 +25,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from roomsvc.client.room import RoomConnection
 from roomsvc.errors import InvalidRequest, NotFound, PermissionDenied, ReauthRequired, RoomsvcError
@@ -33,6 +34,14 @@ log = logging.getLogger("roomsvc.mcp.bridge")
 
 #: a token this close to its expiry is fetched again (roomsvc refreshes it)
 EXPIRY_MARGIN = 5.0
+
+
+def shown_url(url: str) -> str:
+    """The MCP URL as others may see it: no query (some servers take a key there), no user info."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class Upstream(Protocol):
@@ -76,7 +85,7 @@ class McpBridge:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Announce the toolkit, then answer calls until the connection closes or ``stop``."""
         await self._conn.request("participant.set_attributes", {"attributes": {
-            "toolkit": self.name, "mcp_url": self.url, "methods": ["tools.list", "tools.call"],
+            "toolkit": self.name, "mcp_url": shown_url(self.url), "methods": ["tools.list", "tools.call"],
         }})
         stopper = asyncio.get_running_loop().create_task((stop or asyncio.Event()).wait())
         try:
@@ -187,7 +196,7 @@ class McpBridge:
             if held is not None and held.scopes:
                 mcp["scopes"] = list(held.scopes)
         self.fetches += 1
-        log.info("asking %s to consent for MCP server %s", person, self.url)
+        log.info("asking %s to consent for MCP server %s", person, shown_url(self.url))
         return await self._conn.request(
             "secrets.request_oauth_token",
             {"from_participant_id": target["id"], "mcp": mcp, "timeout": self._consent_timeout},
