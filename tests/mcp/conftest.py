@@ -116,7 +116,8 @@ def mcp_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpEnv]:
         # pre-registered-connector test's server
         callbacks = [f"http://127.0.0.1:{p}/oauth/callback" for p in (rs_port, conn_port)]
         provider = Provider(op_port, callbacks, base / "provider.log",
-                            REGISTRATION="1", RESOURCES=json.dumps([mcp_url]), ACCESS_TOKEN_TTL=str(ACCESS_TOKEN_TTL))
+                            REGISTRATION="1", RESOURCES=json.dumps([mcp_url]), ACCESS_TOKEN_TTL=str(ACCESS_TOKEN_TTL),
+                            RESOURCE_SCOPES="mcp:tools mcp:admin")
         started.append(provider)
         mcp = McpPeer(mcp_port, issuer, base / "mcp.log")
         started.append(mcp)

@@ -13,7 +13,8 @@ Run as ``python -m tests.mcp.mcp_server`` with, in the environment:
 
 It also serves ``/.well-known/oauth-authorization-server/fake-as``: metadata that
 names another issuer than the one it is fetched for. Prints one JSON line when listening.
-Tools: ``whoami`` (the ``sub`` and ``aud`` the server saw) and ``echo``.
+Tools: ``whoami`` (the ``sub`` and ``aud`` the server saw), ``echo``, ``fail`` (a tool
+error) and ``admin_echo`` (needs the wider scope ``mcp:admin``: a step-up).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 import jwt
 import uvicorn
@@ -90,6 +92,60 @@ def fail(reason: str) -> str:
     raise ToolError(reason)
 
 
+@server.tool()
+def admin_echo(text: str) -> str:
+    """Echo, for tokens with the wider scope ``mcp:admin`` only (a step-up)."""
+    return f"admin: {text}"
+
+
+class StepUp:
+    """ASGI middleware: a ``tools/call`` of ``admin_echo`` with a token lacking ``mcp:admin``
+    gets 403 ``insufficient_scope`` naming the wider scopes (the SDK's scope check is per
+    endpoint, not per tool). The token's signature is checked by the SDK's own middleware on
+    every other request; here only its ``scope`` claim is read."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/mcp":
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        try:
+            call = json.loads(body)
+        except ValueError:
+            call = None
+        headers = dict(scope["headers"])
+        auth = headers.get(b"authorization", b"").decode()
+        if (isinstance(call, dict) and call.get("method") == "tools/call"
+                and (call.get("params") or {}).get("name") == "admin_echo" and auth.startswith("Bearer ")):
+            scopes = str(jwt.decode(auth[7:], options={"verify_signature": False}).get("scope", "")).split()
+            if "mcp:admin" not in scopes:
+                challenge = (f'Bearer error="insufficient_scope", scope="mcp:tools mcp:admin", '
+                             f'resource_metadata="http://127.0.0.1:{PORT}/.well-known/oauth-protected-resource/mcp"')
+                await send({"type": "http.response.start", "status": 403,
+                            "headers": [(b"www-authenticate", challenge.encode()), (b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": b'{"error": "insufficient_scope"}'})
+                return
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 @server.custom_route("/.well-known/oauth-authorization-server/fake-as", methods=["GET"])
 async def fake_as(request: Request) -> JSONResponse:
     base = f"http://127.0.0.1:{PORT}"
@@ -105,7 +161,7 @@ async def seen(request: Request) -> JSONResponse:
 
 
 if __name__ == "__main__":
-    app = server.streamable_http_app(stateless_http=False)
+    app = StepUp(server.streamable_http_app(stateless_http=False))
     config = uvicorn.Config(app, host="127.0.0.1", port=PORT, log_level="warning", lifespan="on")
     instance = uvicorn.Server(config)
     sys.stdout.write(json.dumps({"url": URL}) + "\n")

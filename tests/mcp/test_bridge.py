@@ -239,3 +239,31 @@ async def test_hostile_metadata_reaches_the_agent_as_a_clear_error_and_nobody_is
         await agent.close()
         await carol.close()
         bridge.stop()
+
+
+async def test_insufficient_scope_asks_the_person_again_for_the_wider_scopes(peers: McpEnv, tmp_path: Path) -> None:
+    env = peers
+    room = "bridge4"
+    bridge = Bridge(env, room, "mcp-bridge4", tmp_path / "bridge.log", "--for-identity", "dana")
+    agent = await NativeClient.connect(env.server.ws_url(room), env.server.token("agent4", room, api=("secrets",), role="agent"))
+    dana = await NativeClient.connect(env.server.ws_url(room), env.server.token("dana", room, api=("secrets",)))
+    try:
+        tk = await toolkit_id(agent)
+        first = asyncio.get_running_loop().create_task(call(agent, tk, "tools.call", {"name": "echo", "arguments": {"text": "a"}}))
+        push = await consent_when_asked(dana, "dana-upstream")
+        assert push["request"]["oauth"]["scopes"] == ["mcp:tools"]
+        assert text_of(await first) == "a"
+        # the wider tool: 403 insufficient_scope, dana is asked for both scopes, the call then succeeds
+        wider = asyncio.get_running_loop().create_task(
+            call(agent, tk, "tools.call", {"name": "admin_echo", "arguments": {"text": "b"}}))
+        push = await consent_when_asked(dana, "dana-upstream")
+        assert push["request"]["oauth"]["scopes"] == ["mcp:tools", "mcp:admin"]
+        assert text_of(await wider) == "admin: b"
+        # and the narrower tools still work with the new token, with no further consent
+        assert text_of(await call(agent, tk, "tools.call", {"name": "echo", "arguments": {"text": "c"}})) == "c"
+        with pytest.raises(asyncio.TimeoutError):
+            await dana.next_event("secrets.request_oauth_token", timeout=0.3)
+    finally:
+        await agent.close()
+        await dana.close()
+        bridge.stop()
