@@ -104,6 +104,17 @@ async def test_consent_once_token_bound_to_the_mcp_server_and_dcr_once(mcp_env: 
     listed = mcp_env.server.cli("mcp", "clients", token=mcp_env.server.operator_token())
     assert listed.returncode == 0, listed.stderr
     assert mcp_env.provider.issuer.encode() in listed.stdout
+    # an operator may delete a registration (roomsvc registers again when next needed); nobody else
+    secret_id = listed.stdout.decode().split("secret=")[1].split()[0]
+    async with aiohttp.ClientSession() as s:
+        url = f"{mcp_env.server.url}/v1/admin/secrets/mcp-client/{secret_id}"
+        denied = mcp_env.server.token("someone", "mcp1", api=("secrets", "admin"))
+        async with s.delete(url, headers={"Authorization": f"Bearer {denied}"}) as r:
+            assert r.status == 403
+        async with s.delete(url, headers={"Authorization": f"Bearer {mcp_env.server.operator_token()}"}) as r:
+            assert r.status == 200, await r.text()
+    assert b"no MCP client registrations" in mcp_env.server.cli(
+        "mcp", "clients", token=mcp_env.server.operator_token()).stdout
 
 
 async def test_without_a_token_the_mcp_server_asks_for_authorization(mcp_env: McpEnv) -> None:

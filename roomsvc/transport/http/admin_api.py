@@ -73,7 +73,8 @@ async def put_project_secret(request: web.Request) -> web.Response:
 
 
 async def delete_project_secret(request: web.Request) -> web.Response:
-    kind = _kind(request)
+    # issue 17: an MCP client registration may be deleted (roomsvc registers again when next needed)
+    kind = KIND_MCP_CLIENT if request.match_info["kind"] == KIND_MCP_CLIENT else _kind(request)
     await request.app[SERVICES].project_secrets.delete(caller(request), id=request.match_info["secret_id"], kind=kind)
     return web.json_response({"deleted": request.match_info["secret_id"]})
 
