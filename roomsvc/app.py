@@ -25,6 +25,8 @@ from roomsvc.domain.housekeeping import HOUSEKEEPING_IDENTITY, AuditPruner, Flow
 from roomsvc.domain.key_admin import KeyAdministration
 from roomsvc.domain.llm.budget import Budgets
 from roomsvc.domain.llm.service import LlmConfig, LlmService, ProviderConfig
+from roomsvc.domain.mcp.authorization import McpAuthorization, ProjectRegistrations  # issue 17
+from roomsvc.domain.mcp.registration import CIMD_PATH  # issue 17
 from roomsvc.domain.oauth.clients import ClientSecrets
 from roomsvc.domain.oauth.connectors import ConnectorSpec
 from roomsvc.domain.oauth.consent import ConsentFlows
@@ -235,6 +237,13 @@ def _services(
         limiter=limiter,
     )
     catalog = ServiceCatalog(store=SqliteServiceStore(store), auditor=auditor, clock=clock, load=load_document)
+    # -- MCP servers as room toolkits (issue 17) --
+    mcp = McpAuthorization(
+        http=provider, store=ProjectRegistrations(project_secrets), registry=registry, connectors=connectors, clock=clock,
+        insecure_ok=insecure, redirect_uri=OAuthLinks(public_url).callback_url,
+        cimd_url=lambda: public_url().rstrip("/") + CIMD_PATH, trusted_servers=settings.mcp.trusted_servers,
+    )
+    mcp.discovery_ttl = o.discovery_ttl
     return Services(
         rooms=rooms,
         secrets=secrets,
@@ -248,7 +257,7 @@ def _services(
         headers=HeaderService(secrets=uncharged, tokens=credentials, limiter=limiter, auditor=auditor),
         oauth=OAuthService(
             rooms=rooms, secrets=uncharged, credentials=credentials, consent=consent, registry=registry,
-            auditor=auditor, policy=policy, limiter=limiter,
+            auditor=auditor, policy=policy, limiter=limiter, mcp=mcp,
         ),
         secret_requests=SecretRequestService(
             rooms=rooms, secrets=uncharged, auditor=auditor, default_timeout=o.flow_timeout,
@@ -264,6 +273,7 @@ def _services(
         service_installer=ServiceInstaller(catalog=catalog, secrets=uncharged, load=load_document, render=render_template),
         service_supervisor=_service_supervisor(settings, catalog=catalog, auditor=auditor, clock=clock, secrets=uncharged,
                                                project_secrets=project_secrets, signing=signing),
+        mcp=mcp,
     )
 
 

@@ -272,6 +272,21 @@ class TelemetrySettings:
     service_name: str = "roomsvc"
 
 
+# -- MCP servers as room toolkits (issue 17) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class McpSettings:
+    """MCP servers bridged into rooms (docs/mcp.md)."""
+
+    #: MCP server URLs (``*`` = prefix wildcard) the operator trusts although they are on
+    #: http or a loopback/private address (an internal MCP server). Only the server itself and
+    #: its own metadata location: the authorization servers it names still pass the rules.
+    trusted_servers: tuple[str, ...] = ()
+    #: one MCP request of the bridge (list or call) may take this long
+    upstream_timeout: float = 60.0
+
+
 def _otel_environment(env: Mapping[str, str]) -> dict[str, str]:
     """The standard OpenTelemetry variables as ``ROOMSVC_TELEMETRY_*`` ones (which win when
     both are set). Traces stay off unless OTEL_TRACES_EXPORTER names an exporter;
@@ -308,6 +323,8 @@ class Settings:
     llm: LlmSettings = field(default_factory=LlmSettings)
     # -- telemetry (issue 18)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    # -- MCP servers as room toolkits (issue 17)
+    mcp: McpSettings = field(default_factory=McpSettings)
 
     # -- derived values -------------------------------------------------------------
 
@@ -516,6 +533,12 @@ def _validate(s: Settings) -> None:
             raise ConfigError("oauth.inline_endpoints", f"{entry[:80]!r} is not an absolute http(s) URL (prefix)")
     _validate_services(s)
     _validate_llm(s)
+    for entry in s.mcp.trusted_servers:  # issue 17
+        parts = urlsplit(entry.rstrip("*"))
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError("mcp.trusted_servers", f"{entry[:80]!r} is not an absolute http(s) URL (prefix)")
+    if s.mcp.upstream_timeout <= 0:
+        raise ConfigError("mcp.upstream_timeout", "must be above 0")
     if s.server.public_url:
         parts = urlsplit(s.server.public_url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:

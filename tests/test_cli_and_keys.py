@@ -36,7 +36,7 @@ def _command_paths(parser, prefix=()):
 
 
 #: the commands that read settings, so take --config and --data-dir; the others talk to a server
-LOCAL = {("serve",), ("token",), ("apikey",), ("toolkit", "proxy")}
+LOCAL = {("serve",), ("token",), ("apikey",), ("toolkit", "proxy"), ("toolkit", "mcp")}  # toolkit mcp: issue 17
 
 
 def test_every_command_has_help_and_takes_the_options_it_uses(capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,6 +116,9 @@ def test_no_command_takes_a_flag_it_ignores() -> None:
         (("secret", "keys", "create", "--id", "k", "--data", "NOEQUALS"), "no '='"),
         (("toolkit", "proxy", "--room", "r1", "--listen", "nowhere", "--upstream", "https://example.com",
           "--header-secret", "A:{x}"), "--listen takes HOST:PORT"),
+        # issue 17: the MCP bridge
+        (("toolkit", "mcp", "--room", "r1", "--url", "http://127.0.0.1:9/mcp", "--header", "nocolon"), "--header takes"),
+        (("toolkit", "mcp", "--room", "r1", "--url", "ftp://x/mcp"), "--url must be an absolute http(s) URL"),
     ],
 )
 def test_usage_errors_exit_2_with_a_hint_before_anything_is_sent(args, message: str) -> None:

@@ -25,6 +25,9 @@ CONFINED = {
     "yaml": ("integrations/spec_yaml.py",),
     "jinja2": ("integrations/templates.py",),
     "opentelemetry": ("transport/tracing.py",),
+    # MCP servers as room toolkits (issue 17): the official SDK and the HTTP client it brings
+    "mcp": ("integrations/mcp_client.py",),
+    "httpx2": ("integrations/mcp_client.py",),
 }
 
 

@@ -44,6 +44,10 @@ def register(sub: Any, parents: Parents) -> None:
     p.add_argument("--header-secret", action="append", required=True, metavar="SPEC", help="HEADER:FORMAT (repeatable)")
     p.add_argument("--for-identity", help="another identity's secrets (admin grant)")
 
+    from roomsvc.cli import mcp_cmds  # issue 17: toolkit mcp
+
+    mcp_cmds.register_toolkit(t_sub, parents)
+
 
 async def _resolve(client: ApiClient, args: argparse.Namespace, destination: str | None) -> list[dict[str, Any]]:
     body = {"header_secrets": args.header_secret, "for_identity": args.for_identity, "destination": destination}

@@ -22,6 +22,8 @@ from roomsvc.ids import parse_secret_id
 
 KIND_KEYS = "keys"
 KIND_PULL = "pull"
+#: an MCP authorization server's dynamic client registration (issue 17), written by roomsvc itself
+KIND_MCP_CLIENT = "mcp-client"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
@@ -133,6 +135,19 @@ class ProjectSecretService:
         data = await self._resolve(id, KIND_PULL, service)
         return PullCredentials(data["server"], data["username"], data["password"], data.get("email"))
 
+    # -- system-kept secrets: MCP client registrations (issue 17) -------------------------------
+
+    async def put_system(self, *, id: str, kind: str, name: str, payload: dict) -> ProjectSecretRecord:
+        """Create or replace a secret roomsvc keeps for itself (no caller: audited as ``system:<kind>``)."""
+        return await self._put(f"system:{kind}", id, name, kind, payload)
+
+    async def resolve_system(self, id: str, *, kind: str) -> dict | None:
+        """A system-kept secret's payload, or None when there is none (audited as ``system:<kind>``)."""
+        found = await self._store.get_project_secret(parse_secret_id(id))
+        if found is None or found[0].kind != kind:
+            return None
+        return await self._resolve(id, kind, kind)
+
     # -- internals -----------------------------------------------------------------------------
 
     async def _operator(self, caller: Principal, id: object, action: str) -> None:
@@ -141,7 +156,7 @@ class ProjectSecretService:
             await self._audit.record(caller, _Place(None, None, shown), action, "admin", "denied", "not an operator token")
             raise PermissionDenied("project secrets need an operator token (admin API section, no room grant)")
 
-    async def _put(self, caller: Principal, id: str, name: str | None, kind: str, payload: dict) -> ProjectSecretRecord:
+    async def _put(self, caller: Principal | str, id: str, name: str | None, kind: str, payload: dict) -> ProjectSecretRecord:
         id_ = parse_secret_id(id)
         plaintext = json.dumps(payload).encode()
         if len(plaintext) > self._max:

@@ -9,6 +9,7 @@ from roomsvc.domain.audit import Auditor
 from roomsvc.domain.headers import HeaderService
 from roomsvc.domain.housekeeping import AuditPruner
 from roomsvc.domain.key_admin import KeyAdministration
+from roomsvc.domain.mcp.authorization import McpAuthorization
 from roomsvc.domain.oauth.service import OAuthService
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.project_secrets import ProjectSecretService
@@ -54,3 +55,6 @@ class Services:
     service_supervisor: ServiceSupervisor
     #: ServiceTemplate installs (secret variables stored as room secrets)
     service_installer: ServiceInstaller
+    # -- MCP servers as room toolkits (issue 17) --
+    #: discovery of an MCP server's authorization server and roomsvc's registration there
+    mcp: McpAuthorization

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import logging
 import re
 from typing import Any, Mapping
@@ -85,6 +86,8 @@ class AiohttpOAuthProvider:
         extra = {k: v for k, v in client.extra_authorize_params.items() if k not in _RESERVED}
         if code_challenge:
             extra.update(code_challenge=code_challenge, code_challenge_method="S256")
+        if client.resource:  # RFC 8707 (MCP servers, issue 17)
+            extra["resource"] = client.resource
         return str(prepare_grant_uri(
             client.authorization_endpoint, client.client_id, "code", redirect_uri=redirect_uri,
             scope=list(client.scopes) or None, state=state, **extra,
@@ -127,14 +130,18 @@ class AiohttpOAuthProvider:
         )
 
     async def exchange_code(
-        self, token_endpoint: str, auth: ClientAuth, *, code: str, redirect_uri: str, code_verifier: str | None
+        self, token_endpoint: str, auth: ClientAuth, *, code: str, redirect_uri: str, code_verifier: str | None,
+        resource: str = "",
     ) -> TokenResponse:
         extra = {"code_verifier": code_verifier} if code_verifier else {}
+        if resource:
+            extra["resource"] = resource
         body = prepare_token_request("authorization_code", code=code, redirect_uri=redirect_uri, **extra)
         return await self._token(token_endpoint, auth, body, "code exchange")
 
-    async def refresh(self, token_endpoint: str, auth: ClientAuth, *, refresh_token: str) -> TokenResponse:
-        body = prepare_token_request("refresh_token", refresh_token=refresh_token)
+    async def refresh(self, token_endpoint: str, auth: ClientAuth, *, refresh_token: str, resource: str = "") -> TokenResponse:
+        extra = {"resource": resource} if resource else {}
+        body = prepare_token_request("refresh_token", refresh_token=refresh_token, **extra)
         return await self._token(token_endpoint, auth, body, "refresh")
 
     async def revoke(self, revocation_endpoint: str, auth: ClientAuth, *, token: str, token_type_hint: str) -> None:
@@ -150,6 +157,48 @@ class AiohttpOAuthProvider:
         )
         if status != 200 or not isinstance(data, dict):
             raise OAuthError(f"userinfo refused (HTTP {status})", error=_error_code(data))
+        return data
+
+    # -- MCP authorization discovery and registration (issue 17) --------------------------------
+
+    async def fetch_json(self, url: str, *, what: str) -> Any:
+        """A JSON document at ``url`` (GET, no redirect), or None when there is none (4xx,
+        not JSON). Transient failures raise ProviderUnavailable."""
+        status, data = await self._call("GET", url, what=what)
+        return data if status == 200 else None
+
+    async def probe_bearer(self, url: str) -> tuple[int, str]:
+        """POST an MCP ``initialize`` without a token: the status and the
+        ``WWW-Authenticate`` header (a protected server answers 401 with its challenge)."""
+        body = json.dumps({
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "roomsvc", "version": "0"}},
+        })
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        try:
+            async with self._client().post(url, data=body, headers=headers, allow_redirects=False) as response:
+                await self._read(response, "MCP probe")
+                return response.status, response.headers.get("WWW-Authenticate", "")[:8192]
+        except RoomsvcError:
+            raise
+        except asyncio.TimeoutError as exc:
+            raise ProviderUnavailable("MCP probe: the server did not answer in time") from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderUnavailable(f"MCP probe: cannot reach the server ({type(exc).__name__})") from exc
+
+    async def register_client(self, registration_endpoint: str, metadata: Mapping[str, Any]) -> Any:
+        """RFC 7591 dynamic registration: the answer's JSON object.
+
+        Raises:
+            OAuthError: the server refused (only its error code is kept).
+        """
+        status, data = await self._call(
+            "POST", registration_endpoint, data=json.dumps(dict(metadata)), headers={"Content-Type": "application/json"},
+            what="client registration",
+        )
+        if status not in (200, 201) or not isinstance(data, dict) or "error" in data:
+            code = _error_code(data)
+            raise OAuthError(f"client registration refused by the authorization server: {code} (HTTP {status})", error=code)
         return data
 
     # -- internals -----------------------------------------------------------------------------

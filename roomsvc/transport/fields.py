@@ -104,7 +104,10 @@ def oauth_client(data: Fields) -> dict[str, Any]:
     oauth = data.get("oauth")
     if oauth is not None and not isinstance(oauth, dict):
         raise InvalidRequest("'oauth' must be an OAuthClientConfig object")
-    return {"connector": connector_name(data.get("connector")), "oauth": oauth}
+    fields: dict[str, Any] = {"connector": connector_name(data.get("connector")), "oauth": oauth}
+    if data.get("mcp") is not None:  # issue 17: {"url", "scopes"?, "www_authenticate"?}
+        fields["mcp"] = data["mcp"]
+    return fields
 
 
 # -- bytes --------------------------------------------------------------------------------------

@@ -84,6 +84,13 @@ class RawClient:
                   "arguments": content_header(content), "tool_call_id": "t1", "__meshagent__": {"v": 1, "otel": {}}}
         return await self.request("room.invoke_tool", header, content_data(content))
 
+    async def invoke_hosted(self, toolkit: str, tool: str, participant_id: str, content: Content, *,
+                            timeout: float = 5) -> Content:
+        """``room.invoke_tool`` of a toolkit another participant hosts (issue 17: the MCP bridge)."""
+        header = {"toolkit": toolkit, "tool": tool, "participant_id": participant_id, "on_behalf_of_id": None,
+                  "arguments": content_header(content), "tool_call_id": "t2", "__meshagent__": {"v": 1, "otel": {}}}
+        return await self.request("room.invoke_tool", header, content_data(content), timeout=timeout)
+
     async def wait_closed(self, *, timeout: float = 5) -> int | None:
         """Wait for the server to close the socket; its close code."""
         assert self._reader is not None

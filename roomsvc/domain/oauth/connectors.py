@@ -95,10 +95,15 @@ class ClientConfig:
     header_format: str = DEFAULT_HEADER_FORMAT
     #: a callback must carry ``iss`` equal to ``issuer`` (RFC 9207)
     require_iss: bool = False
+    #: RFC 8707 resource indicator sent on authorization, token and refresh requests
+    #: (an MCP server, issue 17); the credential is then keyed by (issuer, resource)
+    resource: str = ""
 
     @property
     def credential_id(self) -> str:
         """The id of the room secret that stores a credential of this client."""
+        if self.resource:
+            return resource_credential_id(self.issuer, self.resource)
         return self.connector or inline_credential_id(self.authorization_endpoint, self.client_id)
 
     def to_record(self) -> dict[str, Any]:
@@ -124,6 +129,13 @@ class ClientConfig:
             "scopes": list(self.scopes),
             "no_pkce": not self.pkce,
         }
+
+
+def resource_credential_id(issuer: str, resource: str) -> str:
+    """One credential per (authorization server, resource) and person: ``mcp:<hash>``."""
+    key = issuer[:-1] if issuer.endswith("/") and issuer.count("/") == 3 else issuer
+    digest = hashlib.sha256(f"{key}\n{resource}".encode()).hexdigest()[:32]
+    return f"mcp:{digest}"
 
 
 def inline_credential_id(authorization_endpoint: str, client_id: str) -> str:

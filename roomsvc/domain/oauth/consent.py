@@ -368,6 +368,7 @@ class ConsentFlows:
             response = await self._provider.exchange_code(
                 client.token_endpoint, auth, code=code, redirect_uri=flow.redirect_uri,
                 code_verifier=sealed["verifier"] if client.pkce else None,
+                **({"resource": client.resource} if client.resource else {}),
             )
             subject = await self._subject(client, response)
             replaced: list[StoredCredential] = []
@@ -418,6 +419,7 @@ class ConsentFlows:
                 token_endpoint_auth_method=auth.method, client_secret=None if client.connector else auth.secret,
                 subject=subject, covers=tuple(sorted(covers)), consented_by=flow.consenter,
                 allowed_hosts=client.allowed_hosts, header_format=client.header_format, created_at=now, refreshed_at=now,
+                resource=client.resource,
             )
             try:
                 return await self._vault.save(addr, credential, expected_version=existing.version if existing else 0)

@@ -87,6 +87,8 @@ class OAuthCredential:
     header_format: str = "Bearer {token}"
     created_at: float = 0.0
     refreshed_at: float = 0.0
+    #: RFC 8707 resource the tokens are bound to (sent again on refresh); "" = none
+    resource: str = ""
 
     # -- (de)serialisation --------------------------------------------------------------
 
@@ -131,6 +133,7 @@ class OAuthCredential:
             "covers": list(self.covers),
             "allowed_hosts": list(self.allowed_hosts),
             "header_format": self.header_format,
+            "resource": self.resource,
         }
 
 

@@ -200,7 +200,10 @@ class Refresher:
             try:
                 self.refreshes += 1
                 with self._observer.span("oauth.refresh", room=current.address.room, operation="refresh", connector=connector):
-                    response = await self._provider.refresh(cred.token_endpoint, auth, refresh_token=cred.refresh_token)
+                    response = await self._provider.refresh(
+                        cred.token_endpoint, auth, refresh_token=cred.refresh_token,
+                        **({"resource": cred.resource} if cred.resource else {}),
+                    )
             except ProviderUnavailable as exc:
                 self._observer.token_refresh(connector, "unavailable", self._clock.monotonic() - began)
                 log.warning("refresh of %s/%s: provider unavailable (%s)", current.address.room, current.address.id, exc.message)

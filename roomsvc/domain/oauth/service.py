@@ -17,7 +17,7 @@ service and before :class:`~roomsvc.domain.secrets.SecretService`. See docs/oaut
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from roomsvc.domain.audit import Auditor
 from roomsvc.domain.oauth.connectors import (
@@ -49,6 +49,12 @@ from roomsvc.ids import RoomName, SecretId, parse_identity
 __all__ = ["OAuthPolicy", "OAuthService", "TokenGrant"]
 
 
+class McpClients(Protocol):
+    """:class:`roomsvc.domain.mcp.authorization.McpAuthorization` (issue 17)."""
+
+    async def client(self, request: Mapping[str, Any]) -> ClientConfig: ...
+
+
 class OAuthService:
     def __init__(
         self,
@@ -61,7 +67,10 @@ class OAuthService:
         auditor: Auditor,
         policy: OAuthPolicy,
         limiter: RateLimiter | None = None,
+        mcp: McpClients | None = None,
     ) -> None:
+        #: MCP servers' authorization (issue 17): clients discovered and registered on the fly
+        self._mcp = mcp
         self._limiter = limiter or RateLimiter.off()
         self._rooms = rooms
         self.registry = registry
@@ -85,6 +94,7 @@ class OAuthService:
         delegate_to: str | None = None,
         timeout: float | None = None,
         redirect_uri: str | None = None,
+        mcp: Mapping[str, Any] | None = None,
     ) -> TokenGrant:
         """A token for the requester: a stored one P's consent covers, or a new consent by P.
 
@@ -97,7 +107,7 @@ class OAuthService:
         """
         self._limiter.check(SECRET_OPS, requester.room, requester.identity)
         caller = requester.principal
-        client = await self.client_for(caller, connector, oauth)
+        client = await self.client_for(caller, connector, oauth, mcp)
         target = self._rooms.find(requester.room, from_participant_id)
         # the credential belongs to the identity that consents; delegate_to names who may use it
         delegate = parse_identity(delegate_to) if delegate_to else None
@@ -106,7 +116,7 @@ class OAuthService:
         addr = Address(requester.room, target.identity, SecretId(client.credential_id), delegate)
         await self._secrets.check(caller, Action.REQUEST, addr, "oauth", asked=target.identity)
         wait = self._timeout(timeout)
-        grant = await self._stored_grant(caller, addr, consenter=target.identity)
+        grant = await self._stored_grant(caller, addr, consenter=target.identity, client=client)
         if grant is not None:
             await self._audit.record(caller, addr, "oauth_token", "oauth", "ok", "stored credential")
             return grant
@@ -121,6 +131,7 @@ class OAuthService:
         oauth: Mapping[str, Any] | None = None,
         delegated_to: str | None = None,
         delegated_by: str | None = None,
+        mcp: Mapping[str, Any] | None = None,
     ) -> TokenGrant | None:
         """A usable stored token without asking anyone, or None. The credential is the
         one owned by ``delegated_to``, else by ``delegated_by`` (the identity that
@@ -130,7 +141,7 @@ class OAuthService:
             ReauthRequired: the credential exists but its grant is dead.
         """
         self._limiter.check(SECRET_OPS, caller.room, caller.identity)
-        client = await self.client_for(caller, connector, oauth)
+        client = await self.client_for(caller, connector, oauth, mcp)
         cid = SecretId(client.credential_id)
         room_ = RoomName(room)
         # room, grant, expiry and use-only first, on the caller's own address
@@ -169,14 +180,22 @@ class OAuthService:
             return found[:1] if len(found) == 1 else []
         return [Address(room, caller.identity, cid, None)]
 
-    async def client_for(self, caller: Principal, connector: str | None, oauth: Mapping[str, Any] | None) -> ClientConfig:
+    async def client_for(
+        self, caller: Principal, connector: str | None, oauth: Mapping[str, Any] | None, mcp: Mapping[str, Any] | None = None
+    ) -> ClientConfig:
         """The client a request names, after the inline allow-list and the caller's grant.
         With a connector, an ``oauth.scopes`` list may narrow its scopes.
 
         Raises:
             InvalidRequest, NotFound, PermissionDenied.
         """
-        if connector:
+        if mcp is not None:  # issue 17: an MCP server's authorization server, discovered
+            if connector or oauth is not None:
+                raise InvalidRequest("give either 'mcp', a 'connector' or an inline 'oauth' config, not several")
+            if self._mcp is None:
+                raise InvalidRequest("MCP authorization is not available on this server")
+            client = await self._mcp.client(mcp)
+        elif connector:
             client = await self.registry.resolve(parse_connector_name(connector))
             if isinstance(oauth, Mapping) and oauth.get("scopes"):
                 client = narrow(client, parse_scopes(oauth.get("scopes"), "oauth.scopes"))
@@ -188,13 +207,17 @@ class OAuthService:
         check_grant(caller.api.get("secrets"), client.authorization_endpoint, client.client_id)
         return client
 
-    async def _stored_grant(self, caller: Principal, addr: Address, *, consenter: str) -> TokenGrant | None:
+    async def _stored_grant(
+        self, caller: Principal, addr: Address, *, consenter: str, client: ClientConfig | None = None
+    ) -> TokenGrant | None:
         stored = await self._vault.load(addr)
         if stored is None:
             return None
         cred = stored.credential
         if cred.status != ACTIVE or cred.consented_by != consenter:
             return None
+        if client is not None and client.resource and not set(client.scopes) <= set(cred.scopes):
+            return None  # an MCP step-up (issue 17): the stored consent lacks scopes asked for now
         if not self._secrets.decide(caller, Action.READ, _policy_address(addr, frozenset(cred.covers))).allowed:
             return None  # the consent did not cover this requester: ask again
         try:

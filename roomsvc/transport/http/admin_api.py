@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from roomsvc.domain.project_secrets import KIND_MCP_CLIENT
 from roomsvc.errors import InvalidRequest, NotFound
 from roomsvc.ids import parse_room
 from roomsvc.transport.fields import opt_str
@@ -41,8 +42,8 @@ def _kind(request: web.Request) -> str:
 
 async def list_project_secrets(request: web.Request) -> web.Response:
     kind = opt_str(request.query, "type")
-    if kind is not None and kind not in PROJECT_KINDS:
-        raise InvalidRequest("'type' must be 'keys' or 'pull'")
+    if kind is not None and kind not in (*PROJECT_KINDS, KIND_MCP_CLIENT):  # mcp-client: issue 17, listed only
+        raise InvalidRequest("'type' must be 'keys', 'pull' or 'mcp-client'")
     # the service checks the operator grant itself, so a denial is audited
     records = await request.app[SERVICES].project_secrets.list(caller(request), kind=kind)
     return web.json_response({"secrets": [r.as_dict() for r in records]})
@@ -72,7 +73,8 @@ async def put_project_secret(request: web.Request) -> web.Response:
 
 
 async def delete_project_secret(request: web.Request) -> web.Response:
-    kind = _kind(request)
+    # issue 17: an MCP client registration may be deleted (roomsvc registers again when next needed)
+    kind = KIND_MCP_CLIENT if request.match_info["kind"] == KIND_MCP_CLIENT else _kind(request)
     await request.app[SERVICES].project_secrets.delete(caller(request), id=request.match_info["secret_id"], kind=kind)
     return web.json_response({"deleted": request.match_info["secret_id"]})
 

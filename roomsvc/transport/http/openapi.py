@@ -122,6 +122,10 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/oauth/callback": {"get": {**_op("the provider's redirect back to roomsvc (HTML page)", obj(), tag="oauth",
                                               params=[{"name": n, "in": "query", "schema": {"type": "string"}}
                                                       for n in ("code", "state", "iss", "error")]), "security": []}},
+            # -- MCP servers as room toolkits (issue 17) --
+            "/oauth/client-metadata.json": {"get": {**_op(
+                "roomsvc's OAuth Client ID Metadata Document: its URL is roomsvc's client_id at authorization servers "
+                "that support them (public, no secret)", obj(), tag="oauth"), "security": []}},
             # -- the room console (issue 16) --
             "/ui/rooms/{room}": {"get": {**_op("the room console, a person's page (HTML; token in the URL fragment)", obj(),
                                                params=[_ROOM], tag="console"), "security": []}},

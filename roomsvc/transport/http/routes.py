@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from roomsvc.domain.mcp.registration import CIMD_PATH  # issue 17
 from roomsvc.transport.http import (
     admin_api,
     console_api,  # the room console (issue 16)
     console_ui,  # the room console (issue 16)
     headers_api,
     llm_api,  # the LLM proxy (issue 14)
+    mcp_api,  # MCP servers as room toolkits (issue 17)
     oauth_api,
     ops_api,
     secrets_api,
@@ -70,3 +72,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_route("*", "/v1/llm/openai/{tail:.*}", llm_api.openai)
     app.router.add_route("*", "/v1/llm/anthropic/{tail:.*}", llm_api.anthropic)
     app.router.add_get("/v1/admin/llm/usage", llm_api.usage)
+    # -- MCP servers as room toolkits (issue 17, docs/mcp.md): the Client ID Metadata Document
+    app.router.add_get(CIMD_PATH, mcp_api.client_metadata)

@@ -42,6 +42,7 @@ from roomsvc.transport.errors import wire_error
 from roomsvc.transport.fields import req_str
 from roomsvc.transport.meshagent import messaging_tools, notices, oauth_tools, secrets_tools  # noqa: F401  (tools register)
 from roomsvc.transport.meshagent.framing import MAX_FRAME, Message, PacketAssembler, packet_count
+from roomsvc.transport.meshagent.hosted_tools import hosted_tool  # issue 17
 from roomsvc.transport.meshagent.packing import ErrorContent, parse_content, unpack
 from roomsvc.transport.meshagent.session import PROTOCOL, RESPONSE, MeshAgentSession, SessionRegistry, room_ws_url
 from roomsvc.transport.meshagent.tools import GEN1_TYPES, TOOLS, ToolContext, gen1_content
@@ -149,12 +150,14 @@ class MeshAgentConnection(MeshAgentSession):
             return Request(message.id, SET_ATTRIBUTES)
         if message.type == INVOKE:
             key = (req_str(header, "toolkit"), req_str(header, "tool"))
-            if header.get("participant_id"):  # a toolkit another participant hosts
-                raise Unusable(NotFound("toolkits hosted by participants are not supported here"), message.id, strike=False)
             arguments = header.get("arguments", {"type": "empty"})
             if not isinstance(arguments, dict):
                 raise InvalidRequest("'arguments' must be a content header object")
             content = parse_content(arguments, trailer)
+            if header.get("participant_id"):  # a toolkit another participant hosts (issue 17: the MCP bridge)
+                hosted = ToolContext(self.services, self, message.id, self.limits)
+                run = functools.partial(hosted_tool, hosted, req_str(header, "participant_id"), key[0], key[1], content)
+                return Request(message.id, INVOKE, run)
         elif message.type in GEN1_TYPES:
             key, content = GEN1_TYPES[message.type], gen1_content(header, trailer)
         else:

@@ -7,7 +7,7 @@ import { createServer } from 'node:http';
 
 // oidc-provider prints its NOTICEs with console.info (stdout): keep stdout for the JSON line.
 console.log = console.info = console.debug = (...args) => console.error(...args);
-const { default: Provider } = await import('oidc-provider');
+const { default: Provider, errors } = await import('oidc-provider');
 
 const env = process.env;
 const num = (name, dflt) => {
@@ -24,6 +24,12 @@ const ACCESS_TOKEN_TTL = num('ACCESS_TOKEN_TTL', 5);
 const REFRESH_TOKEN_TTL = num('REFRESH_TOKEN_TTL', 3600);
 const EXTRA_TOKEN_DELAY_MS = num('EXTRA_TOKEN_DELAY_MS', 0);
 const OP_LOG = Boolean(env.OP_LOG);
+// MCP authorization (issue 17): open dynamic client registration, and resource indicators
+// (RFC 8707) for the resources listed in RESOURCES, whose access tokens are RFC 9068 JWTs
+// with `aud` = the resource and the scopes in RESOURCE_SCOPES. Both off unless asked for.
+const REGISTRATION = Boolean(env.REGISTRATION);
+const RESOURCES = json('RESOURCES', []);
+const RESOURCE_SCOPES = env.RESOURCE_SCOPES || 'mcp:tools';
 
 const clients = json('CLIENTS', [
   {
@@ -68,6 +74,21 @@ const provider = new Provider(issuer, {
     revocation: { enabled: true },
     introspection: { enabled: true },
     userinfo: { enabled: true },
+    registration: { enabled: REGISTRATION },
+    resourceIndicators: {
+      enabled: RESOURCES.length > 0,
+      defaultResource: (ctx, client, oneOf) => (oneOf ? oneOf : undefined),
+      useGrantedResource: () => true,
+      getResourceServerInfo: (ctx, resourceIndicator) => {
+        if (!RESOURCES.includes(resourceIndicator)) throw new errors.InvalidTarget();
+        return {
+          scope: RESOURCE_SCOPES,
+          audience: resourceIndicator,
+          accessTokenTTL: ACCESS_TOKEN_TTL,
+          accessTokenFormat: 'jwt',
+        };
+      },
+    },
   },
   pkce: { required: () => true }, // oidc-provider 9 only knows S256
   clockTolerance: 0,
@@ -93,6 +114,7 @@ const zero = () => ({
   introspection: 0,
   userinfo: 0,
   grants_revoked: 0,
+  registration: 0,
 });
 let stats = zero();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -127,6 +149,8 @@ provider.use(async (ctx, next) => {
       const key = gt === 'authorization_code' || gt === 'refresh_token' ? gt : 'other';
       stats.token[key] += 1;
       if (ctx.status === 200) stats.token_ok[key] += 1;
+    } else if (route === 'registration' && ctx.method === 'POST') {
+      stats.registration += 1;
     } else if (route === 'revocation' || route === 'introspection' || route === 'userinfo') {
       stats[route] += 1;
     }
