@@ -36,7 +36,7 @@ from roomsvc.domain.ports import (
 )
 from roomsvc.errors import AlreadyExists, Conflict, InvalidRequest, RoomsvcError, StorageError
 from roomsvc.ids import Identity, RoomName, SecretId
-from roomsvc.storage.migrate import latest_version, migrations, split_statements
+from roomsvc.storage.migrate import MigrationProgress, latest_version, migrations, split_statements
 
 log = logging.getLogger("roomsvc.storage")
 # aiosqlite logs every call with its bound parameters at DEBUG (ciphertexts, wrapped
@@ -75,7 +75,9 @@ class SqliteStore:
     # -- life cycle -----------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path, *, busy_timeout_ms: int = 5000, batch_max: int = 256) -> "SqliteStore":
+    async def open(
+        cls, path: Path, *, busy_timeout_ms: int = 5000, batch_max: int = 256, on_migration: MigrationProgress | None = None
+    ) -> "SqliteStore":
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             # create the file ourselves so it is 0600 from its first byte; SQLite gives
@@ -88,7 +90,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open database {str(path)!r}: {exc}") from exc
         store = cls(path, writer, reader, batch_max=batch_max)
-        await store._migrate()
+        await store._migrate(on_migration)
         store._task = asyncio.get_running_loop().create_task(store._writer_loop(), name="sqlite-writer")
         return store
 
@@ -117,7 +119,7 @@ class SqliteStore:
             out[name] = row[0] if row else None
         return out
 
-    async def _migrate(self) -> None:
+    async def _migrate(self, on_migration: MigrationProgress | None = None) -> None:
         row = await (await self._writer.execute("PRAGMA user_version")).fetchone()
         current = int(row[0]) if row else 0
         latest = latest_version()
@@ -130,6 +132,8 @@ class SqliteStore:
             if number <= current:
                 continue
             log.info("applying migration %s", name)
+            if on_migration is not None:
+                on_migration(number, name, latest)
             try:
                 await self._writer.execute("BEGIN IMMEDIATE")
                 for statement in split_statements(sql):
