@@ -11,7 +11,7 @@ when two nodes race for it.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import Any
 
 import asyncpg
 
@@ -132,7 +132,7 @@ class PostgresFlowStore:
         return EncryptedBlob(rows[0][0], bytes(rows[0][1]), bytes(rows[0][2]))
 
 
-def _flow(r: Sequence[Any]) -> Flow:
+def _flow(r: asyncpg.Record) -> Flow:
     return Flow(
         id=r[0], room=r[1], mode=r[2], status=FlowStatus(r[3]), requester=r[4], requester_participant=r[5],
         consenter=r[6], consenter_participant=r[7], owner=r[8], delegate_to=r[9], credential_id=r[10],

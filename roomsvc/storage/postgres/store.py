@@ -24,7 +24,7 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 import asyncpg
 
@@ -648,6 +648,10 @@ class PostgresStore:
 
     # -- export / import (roomsvc export, roomsvc import) ------------------------------------
 
+    async def count_rows(self, table: str) -> int:
+        rows = await self._read(f"SELECT count(*) FROM {table}")
+        return int(rows[0][0])
+
     async def dump(self, table: str, columns: Sequence[str], *, order_by: str, batch: int) -> AsyncIterator[list[tuple[Any, ...]]]:
         """Every row of ``table`` (the named columns), ``batch`` rows at a time, in ``order_by`` order."""
         offset = 0
@@ -660,26 +664,41 @@ class PostgresStore:
             offset += len(rows)
             yield [tuple(r) for r in rows]
 
-    async def load(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """Insert rows as they are (ids included); one write job, one transaction."""
-        marks = ", ".join("?" * len(columns))
-        text = sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})")
+    async def table_names(self) -> set[str]:
+        rows = await self._read(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+            "AND table_type = 'BASE TABLE'"
+        )
+        return {r[0] for r in rows} - {"schema_migrations"}
+
+    async def import_rows(
+        self,
+        batches: Iterable[tuple[str, Sequence[str], Sequence[Sequence[Any]]]],
+        *,
+        identities: Sequence[tuple[str, str]],
+        on_rows: Callable[[str, int], None] | None = None,
+    ) -> None:
+        """Load (table, columns, rows) batches as they are, ids included, in ONE
+        transaction: an import that fails leaves the database as it was. The database must
+        hold no key and no secret yet. Afterwards each (table, column) identity continues
+        past the highest id loaded.
+
+        Raises:
+            AlreadyExists: the database already holds a vault.
+        """
 
         async def job(db: asyncpg.Connection) -> None:
-            await db.executemany(text, [tuple(r) for r in rows])
-
-        await self._write(job)
-
-    async def is_empty(self) -> bool:
-        """True when no key and no secret is stored (an import may go here)."""
-        rows = await self._read("SELECT (SELECT count(*) FROM keys) + (SELECT count(*) FROM room_secrets)")
-        return int(rows[0][0]) == 0
-
-    async def reset_identities(self, tables: Sequence[tuple[str, str]]) -> None:
-        """After rows were loaded with their ids: each (table, column) identity continues past the highest."""
-
-        async def job(db: asyncpg.Connection) -> None:
-            for table, column in tables:
+            held = await db.fetchval("SELECT (SELECT count(*) FROM keys) + (SELECT count(*) FROM room_secrets)")
+            if held:
+                raise AlreadyExists("the PostgreSQL database already holds a vault; import only into an empty one")
+            for table, columns, rows in batches:
+                marks = ", ".join("?" * len(columns))
+                await db.executemany(
+                    sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"), [tuple(r) for r in rows]
+                )
+                if on_rows is not None:
+                    on_rows(table, len(rows))
+            for table, column in identities:
                 await db.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
                     f"coalesce((SELECT max({column}) FROM {table}), 0) + 1, false)"
@@ -731,7 +750,7 @@ def _prefixed(prefix: str, cols: str) -> str:
     return ", ".join(prefix + c.strip() for c in cols.split(","))
 
 
-def _secret_record(r: Sequence[Any]) -> SecretRecord:
+def _secret_record(r: asyncpg.Record) -> SecretRecord:
     return SecretRecord(
         room=RoomName(r[0]),
         owner=Identity(r[1]),

@@ -533,6 +533,28 @@ class SqliteStore:
 
         return await self._write(job)
 
+    # -- export (roomsvc export, issue 15) --------------------------------------------------
+
+    async def table_names(self) -> set[str]:
+        rows = await self._read("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        return {r[0] for r in rows}
+
+    async def count_rows(self, table: str) -> int:
+        rows = await self._read(f"SELECT count(*) FROM {table}")
+        return int(rows[0][0])
+
+    async def dump(self, table: str, columns: Sequence[str], *, order_by: str, batch: int) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Every row of ``table`` (the named columns), ``batch`` rows at a time, in ``order_by`` order."""
+        offset = 0
+        while True:
+            rows = await self._read(
+                f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order_by} LIMIT ? OFFSET ?", (batch, offset)
+            )
+            if not rows:
+                return
+            offset += len(rows)
+            yield [tuple(r) for r in rows]
+
     # -- backup -----------------------------------------------------------------------------
 
     async def backup(self, name: str, *, directory: Path) -> str:
