@@ -270,7 +270,8 @@ def load_settings(
             default = getattr(cls(), f.name)
             if (sf.name, f.name) in _ENV_ONLY:
                 if f.name in from_file:
-                    raise ConfigError(key, f"never put a key in the config file; set {_ENV_ONLY[(sf.name, f.name)]} or {sf.name}.{f.name}_file")
+                    alt = f" or {sf.name}.{f.name}_file" if sf.name == "keys" else ""  # no file variant for a password
+                    raise ConfigError(key, f"never put a key in the config file; set {_ENV_ONLY[(sf.name, f.name)]}{alt}")
                 values[f.name] = SecretStr(env.get(_ENV_ONLY[(sf.name, f.name)], ""))
                 continue
             value: Any = from_file.pop(f.name, default)
