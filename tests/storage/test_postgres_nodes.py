@@ -94,7 +94,7 @@ async def test_a_second_node_reads_at_once_and_one_without_the_master_key_refuse
         node_b.stop()
     # an empty data directory on a database that holds a vault: sealed, no new key made
     lost = Server(tmp_path / "node-c", env=postgres.postgres_env(pg_dsn))
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="exited with 3"):
         lost.start(timeout=15)
     lost.stop()
     assert "sealed" in lost.stderr() and not (tmp_path / "node-c" / "master.key").exists()
