@@ -15,7 +15,6 @@ import asyncio
 import base64
 import json
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import aiohttp
