@@ -1,4 +1,7 @@
-"""Single-flight refresh across nodes: two roomsvc processes on one PostgreSQL database,
+"""Two roomsvc processes on one PostgreSQL database, against the real provider: a refresh
+and a code exchange each happen once across nodes.
+
+Single-flight refresh across nodes: two roomsvc processes on one PostgreSQL database,
 against the real provider, which rotates refresh tokens and revokes the whole grant when
 a rotated one is reused. 25 concurrent uses on each node of one expired credential must
 cause exactly one refresh at the provider: the nodes share a PostgreSQL advisory lock
@@ -25,7 +28,7 @@ from roomsvc.domain.ports import EncryptedBlob
 from roomsvc.domain.secrets import secret_aad
 from roomsvc.storage.sqlite.store import _secret_record
 from tests.oauth.conftest import OAuthEnv
-from tests.oauth.flows import run_flow
+from tests.oauth.flows import ask, consent, finish, open_link, run_flow
 from tests.storage.test_postgres_nodes import copy_keys
 from tests.support import postgres
 from tests.support.native_client import NativeClient
@@ -104,3 +107,29 @@ async def test_fifty_uses_on_two_nodes_of_an_expired_credential_refresh_once(
                 assert (await oauth_env.userinfo(tokens.pop()))[0] == 200
         finally:
             await agent_b.close()
+
+
+async def test_one_callback_sent_to_both_nodes_at_once_is_exchanged_once(
+    oauth_env: OAuthEnv, nodes: tuple[Server, Server, str], browser: aiohttp.ClientSession
+) -> None:
+    """The flow's move to 'exchanging' is one conditional UPDATE in the shared database:
+    whichever node gets there first exchanges the code, the other refuses. (Telling a
+    requester on node A that node B completed its flow needs the fan-out between nodes,
+    not built yet: here A's requester is only waited for when A won.)"""
+    a, b, _ = nodes
+    async with oauth_env.agent_and_person("olga", server=a) as (agent_id, person_id, agent, person):
+        task, push = await ask(agent, person)
+        callback = await consent(browser, await open_link(browser, push["start_url"]), person_id)
+        on_b = callback.replace(a.url, b.url, 1)
+        assert on_b != callback
+        before = await oauth_env.stats()
+        answers = await asyncio.gather(finish(browser, callback), finish(browser, on_b))
+        after = await oauth_env.stats()
+        assert sorted(status == 200 for status, _ in answers) == [False, True], [s for s, _ in answers]
+        assert after["token"]["authorization_code"] - before["token"]["authorization_code"] == 1
+        if answers[0][0] == 200:
+            assert (await oauth_env.userinfo((await task)["access_token"]))[0] == 200
+        else:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert (await person.request("secrets.exists", {"id": "oidc"}))["exists"]
