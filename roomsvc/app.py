@@ -162,7 +162,10 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
     try:
         cipher = EnvelopeCipher()
         keyring = KeyringService(store=store, cipher=cipher, master=keys.master, clock=clock)
-        await keyring.unseal()
+        # nodes starting together on an empty PostgreSQL database take turns, so the
+        # vault's first key is created once and every node knows it
+        async with lock.hold("roomsvc:unseal"):
+            await keyring.unseal()
     except BaseException:
         await store.close()
         if close_lock is not None:

@@ -18,6 +18,8 @@ from typing import Iterator
 import aiohttp
 import pytest
 
+from roomsvc.crypto.envelope import new_key
+from roomsvc.crypto.keys import new_signing_keyring, write_signing_keyring
 from tests.support import postgres
 from tests.support.native_client import NativeClient
 from tests.support.peers import need
@@ -184,3 +186,30 @@ async def test_sigkill_during_writes_loses_no_acknowledged_write(tmp_path: Path)
                     assert await http.value("room1", secret_id) == value, secret_id
         finally:
             again.stop()
+
+
+async def test_nodes_starting_together_on_an_empty_database_share_one_first_key(tmp_path: Path) -> None:
+    """Each node creates the vault's first key when it finds none: starting together,
+    they take turns (an advisory lock), so there is one key and each node reads the other's writes."""
+    need(postgres.available(), "PostgreSQL is not reachable")
+    first = tmp_path / "keys"
+    first.mkdir()
+    (first / "master.key").write_text(base64.b64encode(new_key()).decode() + "\n")
+    (first / "master.key").chmod(0o600)
+    write_signing_keyring(first / "signing.key", new_signing_keyring())
+    with postgres.database("roomsvc_test_first_key") as dsn:
+        env = postgres.postgres_env(dsn)
+        nodes = [Server(copy_keys(first, tmp_path / f"n{i}"), env=env) for i in range(3)]
+        try:
+            await asyncio.gather(*(asyncio.to_thread(node.start) for node in nodes))
+            assert len(await postgres.sql(dsn, "SELECT id FROM keys")) == 1
+            for i, node in enumerate(nodes):
+                async with Http(node, node.token("dora", api=("secrets",))) as http:
+                    assert (await http.set("room1", f"k{i}", f"from node {i}")).status == 200
+            for node in nodes:
+                async with Http(node, node.token("dora", api=("secrets",))) as http:
+                    for i in range(len(nodes)):
+                        assert await http.value("room1", f"k{i}") == f"from node {i}".encode()
+        finally:
+            for node in nodes:
+                node.stop()
