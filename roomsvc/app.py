@@ -204,6 +204,9 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
     )
     runtime = Runtime(settings=settings, store=store, services=services, keys=keys, verifier=verifier)
     _add_housekeeping(runtime, store, clock)
+    if isinstance(store, PostgresStore) and settings.storage.postgres_key_reload_interval > 0:
+        # issue 15: follow a key rotation made on another node
+        runtime.periodic.append(("key reload", settings.storage.postgres_key_reload_interval, keyring.reload))
     runtime.closers.append(provider.close)
     if close_lock is not None:
         runtime.closers.append(close_lock)

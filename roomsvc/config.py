@@ -115,6 +115,8 @@ class StorageSettings:
     #: seconds to connect, and for one statement, before the database counts as unavailable
     postgres_connect_timeout: float = 5.0
     postgres_command_timeout: float = 30.0
+    #: seconds between looks for keys another node added (a rotation there); 0 = never
+    postgres_key_reload_interval: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -213,3 +213,44 @@ async def test_nodes_starting_together_on_an_empty_database_share_one_first_key(
         finally:
             for node in nodes:
                 node.stop()
+
+
+async def test_a_key_rotation_on_one_node_is_followed_by_the_others(tmp_path: Path) -> None:
+    """Node A rotates (new active key, every value re-wrapped under it): node B loads the
+    new key within storage.postgres_key_reload_interval, reads the re-wrapped values,
+    writes under the new key, and A can then retire the old one."""
+    need(postgres.available(), "PostgreSQL is not reachable")
+    with postgres.database("roomsvc_test_rotation") as dsn:
+        env = {**postgres.postgres_env(dsn), "ROOMSVC_STORAGE_POSTGRES_KEY_RELOAD_INTERVAL": "0.2"}
+        (tmp_path / "a").mkdir()
+        a = Server(tmp_path / "a" / "data", env=env).start()
+        b = Server(copy_keys(a.data_dir, tmp_path / "b"), env=env).start()
+        try:
+            async with Http(a, a.token("erin", api=("secrets",))) as on_a, \
+                    Http(b, b.token("erin", api=("secrets",))) as on_b, Http(a, a.operator_token()) as op:
+                for i in range(5):
+                    assert (await on_a.set("room1", f"r{i}", f"before rotation {i}")).status == 200
+                (old,) = [k["id"] for k in (await op.call("GET", "/v1/admin/keys")).body["keys"]]
+                rotated = await op.call("POST", "/v1/admin/keys/rotate")
+                assert rotated.status == 200, rotated.text
+                new = [k["id"] for k in (await op.call("GET", "/v1/admin/keys")).body["keys"] if k["active"]][0]
+                assert new != old
+
+                async def b_reads_everything() -> bool:
+                    # decryption_failed until B has loaded the new key
+                    replies = [await on_b.get("room1", f"r{i}") for i in range(5)]
+                    return all(r.status == 200 for r in replies)
+
+                await until(b_reads_everything, "node B to read values re-wrapped under the new key", within=20)
+                for i in range(5):
+                    assert await on_b.value("room1", f"r{i}") == f"before rotation {i}".encode()
+                assert (await on_b.set("room1", "after", "written on b")).status == 200
+                (row,) = await postgres.sql(
+                    dsn, "SELECT v.kek_id FROM room_secret_versions v JOIN room_secrets s ON s.pk = v.secret_pk "
+                    "WHERE s.secret_id = 'after'")
+                assert row[0] == new  # B encrypts under the key A made active
+                assert (await op.call("DELETE", f"/v1/admin/keys/{old}")).status == 200
+                assert await on_b.value("room1", "after") == b"written on b"
+        finally:
+            b.stop()
+            a.stop()
