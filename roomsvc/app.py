@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import WSCloseCode, web
 
@@ -18,11 +18,13 @@ from roomsvc.crypto.api_keys import api_key_room_token
 from roomsvc.crypto.envelope import EnvelopeCipher
 from roomsvc.crypto.keyring import KeyringService
 from roomsvc.crypto.keys import KeySources, LoadedKeys, load_keys
-from roomsvc.crypto.tokens import TokenVerifier
+from roomsvc.crypto.tokens import SigningKeyring, TokenVerifier, mint
 from roomsvc.domain.audit import Auditor
 from roomsvc.domain.headers import HeaderService
 from roomsvc.domain.housekeeping import HOUSEKEEPING_IDENTITY, AuditPruner, FlowPurger
 from roomsvc.domain.key_admin import KeyAdministration
+from roomsvc.domain.llm.budget import Budgets
+from roomsvc.domain.llm.service import LlmConfig, LlmService, ProviderConfig
 from roomsvc.domain.oauth.clients import ClientSecrets
 from roomsvc.domain.oauth.connectors import ConnectorSpec
 from roomsvc.domain.oauth.consent import ConsentFlows
@@ -31,7 +33,7 @@ from roomsvc.domain.oauth.refresh import LocalLocks
 from roomsvc.domain.oauth.registry import ConnectorRegistry
 from roomsvc.domain.oauth.service import OAuthPolicy, OAuthService
 from roomsvc.domain.oauth.tokens import OAuthCredentials
-from roomsvc.domain.principal import Principal, principal_from_claims
+from roomsvc.domain.principal import Principal, build_claims, principal_from_claims
 from roomsvc.domain.project_secrets import ProjectSecretService
 from roomsvc.domain.ratelimit import FLOWS, MESSAGES, SECRET_OPS, Rate, RateLimiter
 from roomsvc.domain.revocation import TokenService
@@ -39,15 +41,29 @@ from roomsvc.domain.rooms import RoomService
 from roomsvc.domain.secret_requests import SecretRequestService
 from roomsvc.domain.secret_writes import SecretWriter
 from roomsvc.domain.secrets import SecretService
+from roomsvc.domain.service_catalog import ServiceCatalog
+from roomsvc.domain.service_env import EnvironmentResolver
+from roomsvc.domain.service_supervisor import Runner, ServiceSupervisor, SupervisorSettings
+from roomsvc.domain.service_templates import ServiceInstaller
 from roomsvc.domain.services import Services
+from roomsvc.integrations.llm_upstream import AiohttpUpstream
 from roomsvc.integrations.oauth_provider import AiohttpOAuthProvider
+from roomsvc.integrations.podman_runner import PodmanRunner, PodmanSettings
+from roomsvc.integrations.process_runner import ProcessRunner
+from roomsvc.integrations.spec_yaml import load_document
+from roomsvc.integrations.templates import render_template
 from roomsvc.storage.migrate import MigrationProgress
+from roomsvc.storage.postgres.llm_store import PostgresUsageStore
 from roomsvc.storage.postgres.locks import PostgresLocks
 from roomsvc.storage.postgres.oauth_store import PostgresFlowStore
+from roomsvc.storage.postgres.service_store import PostgresServiceStore
 from roomsvc.storage.postgres.store import Connector, PostgresStore
+from roomsvc.storage.sqlite.llm_store import SqliteUsageStore
 from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
+from roomsvc.storage.sqlite.service_store import SqliteServiceStore
 from roomsvc.storage.sqlite.store import SqliteStore, database_exists
 from roomsvc.transport.http.keys import CONNECTIONS, METRICS, READY, SERVICES
+from roomsvc.transport.http.llm_api import LLM, LLM_SETTLING, LLM_UPSTREAM, finish_settling
 from roomsvc.transport.http.middleware import AccessLogger, errors_middleware
 from roomsvc.transport.http.oauth_api import OAuthLinks
 from roomsvc.transport.http.routes import add_routes
@@ -104,6 +120,14 @@ def flow_store(store: Engine) -> FlowRepository:
     return PostgresFlowStore(store) if isinstance(store, PostgresStore) else SqliteFlowStore(store)
 
 
+def service_store(store: Engine) -> PostgresServiceStore | SqliteServiceStore:
+    return PostgresServiceStore(store) if isinstance(store, PostgresStore) else SqliteServiceStore(store)
+
+
+def usage_store(store: Engine) -> PostgresUsageStore | SqliteUsageStore:
+    return PostgresUsageStore(store) if isinstance(store, PostgresStore) else SqliteUsageStore(store)
+
+
 async def refresh_lock(store: Engine, settings: Settings) -> tuple[KeyedLock, Callable[[], Awaitable[None]] | None]:
     """The OAuth single-flight lock: in-process on SQLite (one node); on PostgreSQL an
     advisory lock every node shares, on a small pool of its own (so lock holders never
@@ -130,6 +154,9 @@ class Runtime:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     #: periodic housekeeping while serving: (name, interval in seconds, job)
     periodic: list[tuple[str, float, Callable[[], Awaitable[object]]]] = field(default_factory=list)
+    #: the LLM proxy's service and its outbound client (set by open_runtime)
+    llm: LlmService | None = None
+    llm_upstream: AiohttpUpstream | None = None
 
 
 async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
@@ -201,6 +228,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
     services = _services(
         settings, store=store, cipher=cipher, keyring=keyring, auditor=auditor, tokens=tokens, clock=clock,
         provider=provider, connectors=connectors, authenticate=authenticate, public_url=public_url, lock=lock,
+        signing=keys.signing,
     )
     runtime = Runtime(settings=settings, store=store, services=services, keys=keys, verifier=verifier)
     _add_housekeeping(runtime, store, clock)
@@ -210,6 +238,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
     runtime.closers.append(provider.close)
     if close_lock is not None:
         runtime.closers.append(close_lock)
+    _add_llm(runtime, clock)
     runtime_ref.append(runtime)
     return runtime
 
@@ -217,7 +246,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
 def _services(
     settings: Settings, *, store: Engine, cipher: EnvelopeCipher, keyring: KeyringService, auditor: Auditor,
     tokens: TokenService, clock: Clock, provider: AiohttpOAuthProvider, connectors: list[ConnectorSpec],
-    authenticate: Callable[[str], Principal], public_url: Callable[[], str], lock: KeyedLock,
+    authenticate: Callable[[str], Principal], public_url: Callable[[], str], lock: KeyedLock, signing: SigningKeyring,
 ) -> Services:
     """Every service, each built once from what it needs, in dependency order.
 
@@ -266,6 +295,7 @@ def _services(
         clients=credentials.clients, auditor=auditor, clock=clock, links=OAuthLinks(public_url), policy=policy,
         limiter=limiter,
     )
+    catalog = ServiceCatalog(store=service_store(store), auditor=auditor, clock=clock, load=load_document)
     return Services(
         rooms=rooms,
         secrets=secrets,
@@ -291,7 +321,75 @@ def _services(
             batch=settings.secrets.audit_prune_batch,
         ),
         tokens=tokens,
+        service_catalog=catalog,
+        service_installer=ServiceInstaller(catalog=catalog, secrets=uncharged, load=load_document, render=render_template),
+        service_supervisor=_service_supervisor(settings, catalog=catalog, auditor=auditor, clock=clock, secrets=uncharged,
+                                               project_secrets=project_secrets, signing=signing),
     )
+
+
+# -- services (issue 13) --------------------------------------------------------------------------
+
+
+def _service_supervisor(
+    settings: Settings, *, catalog: ServiceCatalog, auditor: Auditor, clock: Clock, secrets: SecretService,
+    project_secrets: ProjectSecretService, signing: SigningKeyring,
+) -> ServiceSupervisor:
+    """The room services' supervisor with the configured runner."""
+    s = settings.services
+
+    def mint_service_token(identity: str, room: str, role: str, api: Mapping[str, Any], ttl: int) -> str:
+        now = int(clock.now())
+        return mint(signing, build_claims(identity=identity, room=room, role=role, api=api, issued_at=now, ttl=ttl))
+
+    resolver = EnvironmentResolver(
+        secrets=secrets, project=project_secrets, mint=mint_service_token, auditor=auditor, clock=clock, token_ttl=s.token_ttl
+    )
+    runner: Runner
+    if s.runner == "process":
+        runner = ProcessRunner(work_dir=settings.services_dir / "process")
+    else:
+        runner = PodmanRunner(PodmanSettings(
+            executable=s.podman, runtime=s.podman_runtime, cgroup_manager=s.podman_cgroup_manager,
+            env_loader=s.podman_env_loader, insecure_registries=s.insecure_registries,
+            state_dir=settings.services_dir, pull_timeout=s.pull_timeout, network=s.podman_network,
+            command_timeout=s.podman_timeout,
+        ))
+    return ServiceSupervisor(
+        catalog=catalog, resolver=resolver, runner=runner, clock=clock,
+        settings=SupervisorSettings(
+            backoff_initial=s.backoff_initial, backoff_max=s.backoff_max, backoff_reset=s.backoff_reset,
+            stop_timeout=s.stop_timeout, token_renew_margin=s.token_renew_margin, log_lines=s.log_lines,
+        ),
+    )
+
+
+# -- LLM proxy (issue 14) ------------------------------------------------------------------------
+
+
+def _add_llm(runtime: Runtime, clock: Clock) -> None:
+    """The LLM proxy's service (provider keys through the project secrets' resolver) and
+    its one outbound session, closed with the others."""
+    s = runtime.settings.llm
+    providers = {
+        name: ProviderConfig(
+            name=name, base_url=getattr(s, f"{name}_base_url"), secret_id=getattr(s, f"{name}_secret"),
+            key_name=getattr(s, f"{name}_key"), models=getattr(s, f"{name}_models"),
+        )
+        for name in ("openai", "anthropic")
+    }
+    runtime.llm = LlmService(
+        repo=usage_store(runtime.store), project_secrets=runtime.services.project_secrets,
+        auditor=runtime.services.auditor, clock=clock,
+        config=LlmConfig(
+            providers=providers, budgets=Budgets(s.identity_daily_tokens, s.room_daily_tokens),
+            requests=Rate(s.requests_rate, s.requests_burst), max_buckets=runtime.settings.limits.max_buckets,
+            key_cache_ttl=s.key_cache_ttl, leeway=runtime.settings.tokens.leeway, max_body_size=s.max_body_size,
+            max_usage_scan=s.max_usage_scan, disconnect_check_interval=s.disconnect_check_interval,
+        ),
+    )
+    runtime.llm_upstream = AiohttpUpstream(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout, timeout=s.timeout)
+    runtime.closers.append(runtime.llm_upstream.close)
 
 
 def rate_limiter(settings: Settings, clock: Clock) -> RateLimiter:
@@ -345,6 +443,12 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
     app[METRICS] = metrics
     app[CONNECTIONS] = connections
     app[READY] = {"ready": True}
+    # LLM proxy (issue 14)
+    assert runtime.llm is not None and runtime.llm_upstream is not None
+    app[LLM] = runtime.llm
+    app[LLM_UPSTREAM] = runtime.llm_upstream
+    app[LLM_SETTLING] = set()
+    app.on_shutdown.append(finish_settling)
     add_routes(app)
     for path, codec in (("/v1/rooms/{room}/ws", NativeCodec()), ("/rooms/{room}", MeshAgentCodec())):
         app.router.add_get(path, Endpoint(codec, runtime.services, runtime.settings.websocket, metrics, connections))
@@ -382,9 +486,21 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def room_services(app: web.Application) -> AsyncIterator[None]:
+        # services (issue 13): started in the background (a slow pull must not delay
+        # serving), stopped before the store closes
+        supervisor = runtime.services.service_supervisor
+        starting = asyncio.create_task(supervisor.autostart()) if settings.services.autostart else None
+        yield
+        if starting is not None:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        await supervisor.close()
+
     app.on_shutdown.append(close_connections)
     # registered before the cleanup below runs, so the jobs stop before the store closes
     app.cleanup_ctx.append(housekeeping)
+    app.cleanup_ctx.append(room_services)
     app.on_cleanup.append(close_store)
     return app
 

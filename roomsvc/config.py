@@ -186,6 +186,87 @@ class ProxySettings:
     refresh_margin: float = 30.0
 
 
+# -- services (issue 13) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServicesSettings:
+    """Room services (docs/services.md): how they run and how long what they get lasts."""
+
+    #: start every stored service when the server starts
+    autostart: bool = False
+    #: "podman" (OCI containers) or "process" (the command on the host)
+    runner: str = "podman"
+    #: the podman executable and the OCI runtime it uses (runc: crun refuses hybrid cgroups)
+    podman: str = "podman"
+    podman_runtime: str = "runc"
+    #: podman's cgroup manager, written into the runner's own CONTAINERS_CONF
+    podman_cgroup_manager: str = "cgroupfs"
+    #: a static busybox on the host, mounted read-only into each container to load the
+    #: environment from a pipe (so it is in neither ``ps`` nor ``podman inspect``)
+    podman_env_loader: str = "/bin/busybox"
+    #: the network containers join (podman's --network); empty = podman's default
+    podman_network: str = ""
+    #: registries pulled from over plain http / unverified TLS (tests: a loopback registry)
+    insecure_registries: tuple[str, ...] = ()
+    #: where runners keep their state (podman's conf, process working directories);
+    #: empty = <data_dir>/services
+    state_dir: str = ""
+    #: a pull (podman pull) may take this long; other podman commands (rm, stop, inspect)
+    #: podman_timeout on top of what they wait for themselves
+    pull_timeout: float = 300.0
+    podman_timeout: float = 30.0
+    #: lifetime of a token minted for an environment entry, and how long before it
+    #: expires the service is restarted with a fresh one
+    token_ttl: int = 3600
+    token_renew_margin: float = 300.0
+    #: restart after a crash: first delay, doubling up to the max; reset after a run this long
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    backoff_reset: float = 60.0
+    #: SIGTERM, then SIGKILL after this long
+    stop_timeout: float = 10.0
+    #: output lines kept per service (in memory only)
+    log_lines: int = 1000
+
+
+# -- LLM proxy (issue 14) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """The LLM proxy (``/v1/llm/openai/...``, ``/v1/llm/anthropic/...``): per provider, the
+    upstream, the project keys secret and key that hold its API key, and the models allowed
+    (names, or prefixes ending in ``*``; empty = any). An empty base URL turns a provider off."""
+
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_secret: str = "llm"
+    openai_key: str = "OPENAI_API_KEY"
+    openai_models: tuple[str, ...] = ()
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_secret: str = "llm"
+    anthropic_key: str = "ANTHROPIC_API_KEY"
+    anthropic_models: tuple[str, ...] = ()
+    #: upstream connect timeout, longest wait for the next bytes of an answer, and the total
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    timeout: float = 600.0
+    #: largest request body forwarded (413 above it)
+    max_body_size: int = 4194304
+    #: a JSON answer is kept up to this size to read its usage (it streams through regardless)
+    max_usage_scan: int = 8388608
+    #: tokens (input + output) a day per identity and per room, all providers; 0 = no budget
+    identity_daily_tokens: int = 0
+    room_daily_tokens: int = 0
+    #: requests per identity and room: a second on average, and at once; a rate of 0 = off
+    requests_rate: float = 2.0
+    requests_burst: int = 60
+    #: how long a provider key read from its secret is kept in memory (rotations show after this)
+    key_cache_ttl: float = 60.0
+    #: how often a silent stream checks whether its client went away (then the upstream is cancelled)
+    disconnect_check_interval: float = 0.5
+
+
 @dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -198,6 +279,8 @@ class Settings:
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
+    services: ServicesSettings = field(default_factory=ServicesSettings)
+    llm: LlmSettings = field(default_factory=LlmSettings)
 
     # -- derived values -------------------------------------------------------------
 
@@ -218,6 +301,10 @@ class Settings:
         return Path(self.keys.signing_key_file) if self.keys.signing_key_file else self.data_dir / "signing.key"
 
     @property
+    def services_dir(self) -> Path:
+        return Path(self.services.state_dir) if self.services.state_dir else self.data_dir / "services"
+
+    @property
     def master_key_path(self) -> Path:
         return Path(self.keys.master_key_file) if self.keys.master_key_file else self.data_dir / "master.key"
 
@@ -233,6 +320,7 @@ _ENV_ONLY = {("keys", "master_key"): "ROOMSVC_MASTER_KEY", ("keys", "signing_key
 _CHOICES = {
     ("server", "log_level"): {"debug", "info", "warning", "error"},
     ("storage", "engine"): {"sqlite", "postgres"},
+    ("services", "runner"): {"podman", "process"},
 }
 
 
@@ -402,6 +490,8 @@ def _validate(s: Settings) -> None:
         parts = urlsplit(entry.rstrip("*"))
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ConfigError("oauth.inline_endpoints", f"{entry[:80]!r} is not an absolute http(s) URL (prefix)")
+    _validate_services(s)
+    _validate_llm(s)
     if s.server.public_url:
         parts = urlsplit(s.server.public_url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -440,6 +530,35 @@ def _validate_postgres(s: StorageSettings) -> None:
             "contains a password; remove it from the DSN and set ROOMSVC_STORAGE_POSTGRES_PASSWORD "
             "(or PGPASSWORD) in the environment instead",
         )
+
+
+def _validate_services(s: Settings) -> None:
+    v = s.services
+    if v.token_ttl < 1 or v.token_ttl > s.tokens.max_ttl:
+        raise ConfigError("services.token_ttl", "must be between 1 and tokens.max_ttl")
+    if v.token_renew_margin >= v.token_ttl:
+        raise ConfigError("services.token_renew_margin", "must be shorter than services.token_ttl")
+    if v.backoff_initial <= 0 or v.backoff_max < v.backoff_initial:
+        raise ConfigError("services.backoff_max", "must be at least services.backoff_initial, which must be above 0")
+    if v.log_lines < 1:
+        raise ConfigError("services.log_lines", "must be at least 1")
+
+
+def _validate_llm(s: Settings) -> None:
+    for provider in ("openai", "anthropic"):
+        url = getattr(s.llm, f"{provider}_base_url")
+        if not url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(f"llm.{provider}_base_url", "must be an absolute http(s) URL without query or fragment")
+        if parts.scheme != "https" and not s.server.allow_insecure_loopback:
+            raise ConfigError(f"llm.{provider}_base_url", "must be https (set server.allow_insecure_loopback for development)")
+    for key in ("connect_timeout", "read_timeout", "timeout", "max_body_size", "max_usage_scan", "disconnect_check_interval"):
+        if getattr(s.llm, key) <= 0:
+            raise ConfigError(f"llm.{key}", "must be above 0")
+    if s.llm.requests_rate > 0 and s.llm.requests_burst < 1:
+        raise ConfigError("llm.requests_burst", "must be at least 1 (set llm.requests_rate to 0 to turn the limit off)")
 
 
 def check_serving(s: Settings) -> None:

@@ -19,6 +19,7 @@ looks on the wire (application code, HTTP status, websocket close code)::
     │   ├── ReauthRequired          an OAuth grant is dead; its owner must consent again
     │   └── InvalidTransition       an OAuth flow asked to make an illegal move
     ├── DependencyMissing           a peer or provider that is needed is not there
+    │   └── PullRefused             a registry refused an image pull (credentials, missing image)
     ├── OperationFailed             something failed on the way; safe to report
     │   ├── InternalError           an unexpected failure in the server (an incident id)
     │   ├── StorageError            the database refused or is unavailable
@@ -30,6 +31,7 @@ looks on the wire (application code, HTTP status, websocket close code)::
     └── Overloaded                  a bounded resource is full; retry later
         ├── TooManyConnections      the per-identity connection cap is reached
         └── RateLimited             a per-identity rate limit is reached (retry_after)
+            └── BudgetExceeded      an LLM token budget for today is used up (retry_after)
     ConfigError                     (separate: start-up only) bad setting, with key path
 
 Messages never contain a secret value: they name fields, ids and placeholders only.
@@ -128,6 +130,13 @@ class DependencyMissing(RoomsvcError):
     name = "dependency_missing"
 
 
+class PullRefused(DependencyMissing):
+    """A registry refused to hand out a service's image: bad or missing credentials, or no
+    such image. Names the image and the pull secret id, never the password."""
+
+    name = "pull_refused"
+
+
 class OperationFailed(RoomsvcError):
     name = "operation_failed"
 
@@ -191,6 +200,13 @@ class RateLimited(Overloaded):
     def __init__(self, message: str = "", *, retry_after: float = 0.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BudgetExceeded(RateLimited):
+    """An identity or room has used its LLM tokens for the day (``llm.*_daily_tokens``);
+    ``retry_after`` is the time until the budget renews (00:00 UTC)."""
+
+    name = "budget_exceeded"
 
 
 class ConfigError(Exception):

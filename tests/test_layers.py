@@ -21,6 +21,9 @@ CONFINED = {
     "jwt": ("crypto/tokens.py",),
     "authlib": ("integrations/",),
     "prometheus_client": ("transport/metrics.py",),
+    # services (issue 13)
+    "yaml": ("integrations/spec_yaml.py",),
+    "jinja2": ("integrations/templates.py",),
 }
 
 

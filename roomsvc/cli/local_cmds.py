@@ -36,6 +36,11 @@ def register(sub: Any, parents: Parents) -> None:
     p.add_argument("--use-only", action="store_true", help=(
         "secrets grant {\"use_only\": true}: resolve headers for a named destination, never read values "
         "(for `roomsvc toolkit proxy`; implies --api secrets)"))
+    # LLM proxy (issue 14): narrow the llm grant (docs/llm.md)
+    p.add_argument("--llm-provider", action="append", default=[], metavar="NAME", help=(
+        "llm grant: allow this provider only (openai, anthropic; repeatable; implies --api llm)"))
+    p.add_argument("--llm-model", action="append", default=[], metavar="PATTERN", help=(
+        "llm grant: allow this model, or models starting with a prefix ending in '*' (repeatable; implies --api llm)"))
     token_sub = p.add_subparsers(dest="token_command", metavar="COMMAND", required=False)
     # revoking talks to the server: its handler is with the other HTTP commands
     r = command(token_sub, "revoke", cmd_token_revoke, parents=[parents.client],
@@ -90,6 +95,8 @@ def _claims(args: argparse.Namespace, keyring: SigningKeyring, settings: Setting
             raise InvalidRequest("an operator token has no room; drop --room or --operator")
         if args.use_only:
             raise InvalidRequest("--use-only is a room token's secrets grant; an operator token has none")
+        if args.llm_provider or args.llm_model:
+            raise InvalidRequest("--llm-provider and --llm-model narrow a room token's llm grant; an operator token has none")
         identity, room, api = args.identity or "operator", None, {"admin": {}}
     else:
         if not args.room or not args.identity:
@@ -98,6 +105,9 @@ def _claims(args: argparse.Namespace, keyring: SigningKeyring, settings: Setting
         api = {section: {} for section in args.api}
         if args.use_only:
             api["secrets"] = {"use_only": True}
+        if args.llm_provider or args.llm_model:
+            api["llm"] = {**({"providers": args.llm_provider} if args.llm_provider else {}),
+                          **({"models": args.llm_model} if args.llm_model else {})}
     ttl = args.ttl if args.ttl is not None else settings.tokens.default_ttl
     if ttl <= 0 or ttl > settings.tokens.max_ttl:
         raise InvalidRequest(f"--ttl must be between 1 and tokens.max_ttl ({settings.tokens.max_ttl})")

@@ -17,7 +17,7 @@ import sys
 from typing import Sequence
 
 from roomsvc import __version__
-from roomsvc.cli import client_cmds, local_cmds, oauth_cmds, storage_cmds, toolkit_cmds
+from roomsvc.cli import client_cmds, llm_cmds, local_cmds, oauth_cmds, service_cmds, storage_cmds, toolkit_cmds
 from roomsvc.cli.options import UsageError, parents
 from roomsvc.cli.terminal import printable
 from roomsvc.errors import ConfigError, RoomsvcError, Sealed
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     rooms = client_cmds.register(sub, shared)  # room, room secret, secret, keys, audit, backup
     oauth_cmds.register(rooms, shared)  # room listen, room secret oauth|request (websocket)
     toolkit_cmds.register(sub, shared)  # toolkit headers|proxy
+    service_cmds.register(sub, shared)  # service create|list|show|delete|start|stop|status|logs (issue 13)
+    llm_cmds.register(sub, shared)  # llm usage
     storage_cmds.register(sub, shared)  # migrate, export, import (issue 15)
     return root
 

@@ -12,6 +12,9 @@ from roomsvc.clock import Clock
 from roomsvc.domain.ports import AuditRecord, AuditRepository
 from roomsvc.domain.principal import Principal
 
+#: the most lines :meth:`Auditor.own_lines` returns
+MAX_OWN_LINES = 200
+
 
 class Place(Protocol):
     """Where an audited operation happened; read only, and any part may be unknown.
@@ -61,6 +64,22 @@ class Auditor:
         self, *, room: str | None = None, identity: str | None = None, since: float | None = None, limit: int = 1000
     ) -> list[AuditRecord]:
         return await self._repo.query(room=room, identity=identity, since=since, limit=limit)
+
+    # -- the room console (issue 16) ---------------------------------------------------------
+
+    async def own_lines(self, caller: Principal, room: str, *, limit: int = 50) -> list[AuditRecord]:
+        """The caller's recent lines in its own room: what it did, and what was done with
+        its secrets (``actor`` or ``owner`` is the caller). Never another identity's
+        lines, never a value (lines hold none).
+
+        Raises:
+            PermissionDenied: a token for another room (or none), or without the secrets grant.
+        """
+        caller.require_room(room)
+        caller.require_api("secrets")
+        lines = await self._repo.query(room=room, identity=caller.identity, limit=max(1, min(limit, MAX_OWN_LINES)))
+        # the store filters already; the rule is the domain's, so it is checked here too
+        return [r for r in lines if r.room == room and caller.identity in (r.actor, r.owner)]
 
 
 def _short(value: str | None, limit: int = 256) -> str | None:

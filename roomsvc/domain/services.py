@@ -16,6 +16,9 @@ from roomsvc.domain.revocation import TokenService
 from roomsvc.domain.rooms import RoomService
 from roomsvc.domain.secret_requests import SecretRequestService
 from roomsvc.domain.secrets import SecretService
+from roomsvc.domain.service_catalog import ServiceCatalog
+from roomsvc.domain.service_supervisor import ServiceSupervisor
+from roomsvc.domain.service_templates import ServiceInstaller
 
 
 @dataclass(frozen=True)
@@ -44,3 +47,10 @@ class Services:
     audit_pruner: AuditPruner
     #: token revocation and session expiry (authenticate checks it too)
     tokens: TokenService
+    # -- services (issue 13) --
+    #: room service specs (operators)
+    service_catalog: ServiceCatalog
+    #: running room services (start, stop, status, logs)
+    service_supervisor: ServiceSupervisor
+    #: ServiceTemplate installs (secret variables stored as room secrets)
+    service_installer: ServiceInstaller

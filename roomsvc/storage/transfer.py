@@ -40,14 +40,17 @@ TABLES: tuple[tuple[str, tuple[str, ...], str], ...] = (
                          "ciphertext"), "pk"),
     ("audit", ("pk", "time", "room", "actor", "owner", "secret_id", "action", "channel", "outcome", "detail"), "pk"),
     ("token_revocations", ("id", "kind", "value", "room", "revoked_before", "actor", "created_at"), "id"),
+    ("llm_usage", ("pk", "time", "day", "room", "identity", "provider", "model", "input_tokens", "output_tokens",
+                   "outcome", "stream"), "pk"),
+    ("services", ("room", "name", "spec", "created_by", "created_at", "updated_at"), "room, name"),
 )
 #: tables deliberately left behind (see the module docstring)
 NOT_MOVED = frozenset({"oauth_flows"})
 #: identity columns the target continues after the ids it received
 IDENTITIES = (("room_secrets", "pk"), ("room_secret_versions", "pk"), ("project_secrets", "pk"), ("audit", "pk"),
-              ("token_revocations", "id"))
+              ("token_revocations", "id"), ("llm_usage", "pk"))
 #: columns stored as 0/1 by SQLite and as boolean by PostgreSQL
-_BOOLEANS = {("keys", "active")}
+_BOOLEANS = {("keys", "active"), ("llm_usage", "stream")}
 _BATCH = 500
 
 

@@ -33,6 +33,7 @@ ERROR_TABLE: dict[type[e.RoomsvcError], WireError] = {
     e.InvalidState: WireError(1006, 409, 1008),
     e.Sealed: WireError(1006, 503, 1013),
     e.DependencyMissing: WireError(1007, 502, 1011),
+    e.PullRefused: WireError(1007, 502, 1011),
     e.OperationFailed: WireError(1008, 500, 1011),
     e.InternalError: WireError(1008, 500, 1011),
     e.StorageError: WireError(1008, 503, 1011),

@@ -25,6 +25,20 @@ class Metrics:
         self.closes = Counter(
             "roomsvc_ws_closes_total", "Websocket connections closed by the server, by close code", ["code"], registry=self.registry
         )
+        # LLM proxy (calls forwarded by outcome, tokens by direction, refusals by error name;
+        # never a model name or identity as a label: callers choose those)
+        self.llm_requests = Counter(
+            "roomsvc_llm_requests_total", "LLM proxy calls forwarded, by provider and outcome", ["provider", "outcome"],
+            registry=self.registry,
+        )
+        self.llm_tokens = Counter(
+            "roomsvc_llm_tokens_total", "LLM tokens used, by provider and direction (input/output)",
+            ["provider", "direction"], registry=self.registry,
+        )
+        self.llm_refusals = Counter(
+            "roomsvc_llm_refusals_total", "LLM proxy calls refused before the upstream, by provider and error",
+            ["provider", "error"], registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

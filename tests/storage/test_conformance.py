@@ -11,10 +11,12 @@ import time
 
 import pytest
 
-from roomsvc.app import flow_store
+from roomsvc.app import flow_store, service_store, usage_store
 from roomsvc.crypto.envelope import MasterKey, new_key
+from roomsvc.domain.llm.ports import UsageRow
 from roomsvc.domain.oauth.flows import Flow, FlowStatus
 from roomsvc.domain.ports import AuditRecord, EncryptedBlob, Revocation
+from roomsvc.domain.service_catalog import ServiceRecord
 from roomsvc.errors import AlreadyExists, Conflict, NotFound, Sealed, StorageError
 from roomsvc.ids import Identity, RoomName, SecretId
 from tests.storage.conftest import Backend
@@ -289,3 +291,43 @@ async def test_oauth_flow_purge_expires_then_deletes(vault: Vault) -> None:
     assert await flows.purge_flows(now=now + 20, before=now + 20, stuck_before=now) == (1, 1)
     assert await flows.get_flow(id="late") is None
     assert (await flows.get_flow(id="live")).status is FlowStatus.PENDING  # type: ignore[union-attr]
+
+
+# -- service specs, LLM usage (migrations 0004, 0005) ------------------------------------------------
+
+
+async def test_service_specs_are_stored_once_per_room_and_name(vault: Vault) -> None:
+    services = service_store(vault.store)
+    spec = {"image": "example/agent:1", "env": {"TOKEN": {"secret": "api-key"}}}
+    record = ServiceRecord(room="room1", name="agent", spec=spec, created_by="operator", created_at=10.0, updated_at=10.0)
+    await services.put_service(record, replace=False, audit=_audit("service_create"))
+    with pytest.raises(AlreadyExists):
+        await services.put_service(record, replace=False, audit=_audit("service_create"))
+    changed = ServiceRecord(room="room1", name="agent", spec={"image": "example/agent:2"}, created_by="operator",
+                            created_at=10.0, updated_at=20.0)
+    await services.put_service(changed, replace=True, audit=_audit("service_update"))
+    await services.put_service(ServiceRecord(room="room2", name="agent", spec=spec, created_by="op", created_at=1.0,
+                                             updated_at=1.0), replace=False, audit=_audit("service_create"))
+    got = await services.get_service("room1", "agent")
+    assert got is not None and got.spec == {"image": "example/agent:2"} and got.updated_at == 20.0
+    assert [(s.room, s.name) for s in await services.list_services(None)] == [("room1", "agent"), ("room2", "agent")]
+    assert [s.room for s in await services.list_services("room2")] == ["room2"]
+    assert await services.delete_service("room1", "agent", audit=_audit("service_delete"))
+    assert not await services.delete_service("room1", "agent", audit=_audit("service_delete"))
+    actions = [r.action for r in await vault.store.query()]
+    assert actions.count("service_delete") == 1 and actions.count("service_create") == 2
+
+
+async def test_llm_usage_rows_sum_per_day_and_report_per_model(vault: Vault) -> None:
+    usage = usage_store(vault.store)
+    for i, (who, model, tokens) in enumerate([("alice", "m1", 10), ("alice", "m1", 5), ("alice", "m2", 7), ("bob", "m1", 3)]):
+        row = UsageRow(time=100.0 + i, day="2026-11-29", room="room1", identity=who, provider="openai", model=model,
+                       input_tokens=tokens, output_tokens=1, outcome="ok", stream=bool(i % 2))
+        await usage.record_usage(row, _audit("llm_call", t=100.0 + i, actor=who))
+    assert await usage.day_total("2026-11-29", identity="alice") == 25
+    assert await usage.day_total("2026-11-29", room="room1") == 29
+    assert await usage.day_total("2026-11-30", room="room1") == 0
+    report = await usage.usage_report(room="room1", since=101.0)
+    assert [(r.identity, r.model, r.requests, r.input_tokens, r.output_tokens) for r in report] == [
+        ("alice", "m1", 1, 5, 1), ("alice", "m2", 1, 7, 1), ("bob", "m1", 1, 3, 1)]
+    assert all(isinstance(r.input_tokens, int) for r in report)

@@ -37,11 +37,13 @@ from roomsvc.domain.oauth.registry import ConnectorRegistry
 from roomsvc.domain.oauth.tokens import OAuthCredentials
 from roomsvc.domain.policy import Action
 from roomsvc.domain.policy import Address as PolicyAddress
+from roomsvc.domain.ports import SecretRecord
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.ratelimit import SECRET_OPS, RateLimiter
 from roomsvc.domain.rooms import Participant, RoomService
+from roomsvc.domain.secret_writes import KIND_OAUTH
 from roomsvc.domain.secrets import Address, SecretService
-from roomsvc.errors import InvalidRequest, ReauthRequired
+from roomsvc.errors import DecryptionFailed, InvalidRequest, ReauthRequired
 from roomsvc.ids import RoomName, SecretId, parse_identity
 
 __all__ = ["OAuthPolicy", "OAuthService", "TokenGrant"]
@@ -199,6 +201,25 @@ class OAuthService:
             return _grant(await self.refresher.fresh(addr))
         except ReauthRequired:
             return None
+
+    async def describe_credentials(self, records: list[SecretRecord]) -> list[dict[str, Any]]:
+        """What the room console shows of the OAuth credentials among ``records`` (which
+        the caller was allowed to list, see :meth:`SecretService.list`): the record's
+        metadata with status, connected account, scopes and who the consent covers.
+        Never a token, a refresh token or a client secret."""
+        shown = []
+        for record in records:
+            if record.kind != KIND_OAUTH:
+                continue
+            try:
+                stored = await self._vault.load(Address(record.room, record.owner, record.id, record.delegated_to))
+            except DecryptionFailed:
+                # one bad row does not hide the others; reading it still fails (and is audited) there
+                shown.append({**record.as_dict(), "status": "unreadable"})
+                continue
+            if stored is not None:
+                shown.append({**record.as_dict(), **stored.credential.metadata()})
+        return shown
 
     def _timeout(self, timeout: float | None) -> float:
         if timeout is None:

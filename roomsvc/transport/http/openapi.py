@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from roomsvc import __version__
+from roomsvc.domain.llm.grant import ENDPOINTS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _SECRET_META = {
@@ -38,6 +39,31 @@ def _op(summary: str, ok: dict[str, Any], *, params: list[dict[str, Any]] | None
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     return op
+
+
+def _llm_paths() -> dict[str, Any]:
+    """The LLM proxy's forwarded endpoints (provider bodies and answers, unchanged) and the usage report."""
+    paths: dict[str, Any] = {}
+    for provider, endpoints in ENDPOINTS.items():
+        key = "'x-api-key'" if provider == "anthropic" else "'Authorization: Bearer'"
+        for e in endpoints:
+            paths.setdefault(f"/v1/llm/{provider}/{e.path}", {})[e.method.lower()] = {
+                "summary": f"forwarded to {provider} with the provider key (participant token in {key}; "
+                           "api grant 'llm'); body and answer in the provider's shapes, errors too (docs/llm.md)",
+                "tags": ["llm"], "parameters": [],
+                "responses": {"200": {"description": "the provider's answer, streamed as it arrives"},
+                              "default": {"description": "a refusal or an upstream error, in the provider's error shape"}},
+            }
+    query = [{"name": n, "in": "query", "schema": {"type": t}} for n, t in (("room", "string"), ("identity", "string"),
+                                                                            ("since", "number"))]
+    paths["/v1/admin/llm/usage"] = {"get": {
+        "summary": "LLM calls and tokens per room, identity, provider and model (operator token)", "tags": ["admin"],
+        "parameters": query,
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"usage": {"type": "array", "items": {"type": "object"}}}}}}},
+            "default": {"description": "an error (see docs/protocol.md)", "content": {"application/json": {"schema": _ERROR}}}},
+    }}
+    return paths
 
 
 def openapi_document(server_url: str) -> dict[str, Any]:
@@ -96,6 +122,27 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/oauth/callback": {"get": {**_op("the provider's redirect back to roomsvc (HTML page)", obj(), tag="oauth",
                                               params=[{"name": n, "in": "query", "schema": {"type": "string"}}
                                                       for n in ("code", "state", "iss", "error")]), "security": []}},
+            # -- the room console (issue 16) --
+            "/ui/rooms/{room}": {"get": {**_op("the room console, a person's page (HTML; token in the URL fragment)", obj(),
+                                               params=[_ROOM], tag="console"), "security": []}},
+            "/ui/static/{name}": {"get": {**_op("the console's stylesheet and script", obj(), tag="console",
+                                                params=[{"name": "name", "in": "path", "required": True,
+                                                         "schema": {"type": "string"}}]), "security": []}},
+            "/v1/rooms/{room}/oauth/credentials": {
+                "get": _op("the caller's OAuth credentials: metadata, status, connected account (never a token)",
+                           obj(credentials={"type": "array", "items": {**_SECRET_META, "properties": {
+                               **_SECRET_META["properties"],  # type: ignore[dict-item]
+                               "status": {"type": "string", "enum": ["active", "reauth_required", "unreadable"]},
+                               "connector": {"type": "string"}, "issuer": {"type": "string"},
+                               "subject": {"type": "string"}, "scopes": {"type": "array"},
+                               "covers": {"type": "array"}, "expires_at": {"type": "number"}}}}),
+                           params=[_ROOM], tag="console"),
+            },
+            "/v1/rooms/{room}/audit": {
+                "get": _op("the caller's own recent audit lines in its room (what it did, what was done with its secrets)",
+                           obj(audit={"type": "array"}), tag="console",
+                           params=[_ROOM, {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}]),
+            },
             "/v1/admin/rooms": {
                 "get": _op("list rooms", obj(rooms={"type": "array"}), tag=admin),
                 "post": _op("create a room", obj(room={"type": "object"}), body=obj(name={"type": "string"}), tag=admin),
@@ -145,10 +192,45 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/v1/admin/backup": {"post": _op("consistent database copy, written as 'name' inside server.backup_dir "
                                              "(never elsewhere, never over a file); answers the path written",
                                              obj(backup={"type": "string"}), body=obj(name={"type": "string"}), tag=admin)},
+            **_service_paths(obj),
+            # LLM proxy (issue 14)
+            **_llm_paths(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
             "schemas": {"Error": obj(error=obj(code={"type": "integer"}, name={"type": "string"}, message={"type": "string"},
                                                  retry_after={"type": "number"}))},
         },
+    }
+
+
+def _service_paths(obj: Any) -> dict[str, Any]:
+    """Room services (issue 13; docs/services.md), operator token only."""
+    tag = "services"
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    base = "/v1/admin/rooms/{room}/services"
+    status = obj(status=obj(state={"type": "string"}, runner={"type": "string"}, restarts={"type": "integer"},
+                            last_error={"type": ["object", "null"]}))
+    return {
+        base: {
+            "get": _op("the room's service specs", obj(services={"type": "array"}), params=[_ROOM], tag=tag),
+            "post": {**_op("store a service spec (YAML text or JSON); 'replace' overwrites", obj(service={"type": "object"}),
+                           params=[_ROOM], body=obj(yaml={"type": "string"}, spec={"type": "object"},
+                                                    replace={"type": "boolean"}), tag=tag)},
+        },
+        "/v1/admin/rooms/{room}/service-templates": {"post": _op(
+            "install a ServiceTemplate: secret variables become room secrets, the rest is rendered into the spec",
+            obj(service={"type": "object"}), params=[_ROOM], tag=tag,
+            body=obj(template={"type": "string"}, values={"type": "object", "additionalProperties": {"type": "string"}},
+                     replace={"type": "boolean"}))},
+        base + "/{name}": {
+            "get": _op("one service spec", obj(service={"type": "object"}), params=[_ROOM, name], tag=tag),
+            "delete": _op("stop and delete a service", obj(deleted={"type": "string"}), params=[_ROOM, name], tag=tag),
+        },
+        base + "/{name}/start": {"post": _op("start a service (reports why it could not)", status, params=[_ROOM, name], tag=tag)},
+        base + "/{name}/stop": {"post": _op("stop a service", status, params=[_ROOM, name], tag=tag)},
+        base + "/{name}/status": {"get": _op("a service's state", status, params=[_ROOM, name], tag=tag)},
+        base + "/{name}/logs": {"get": _op("a service's recent output (secret values masked)", obj(logs={"type": "array"}),
+                                           params=[_ROOM, name, {"name": "tail", "in": "query", "schema": {"type": "integer"}}],
+                                           tag=tag)},
     }

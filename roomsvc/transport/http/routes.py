@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from roomsvc.transport.http import admin_api, headers_api, oauth_api, ops_api, secrets_api
+from roomsvc.transport.http import (
+    admin_api,
+    console_api,  # the room console (issue 16)
+    console_ui,  # the room console (issue 16)
+    headers_api,
+    llm_api,  # the LLM proxy (issue 14)
+    oauth_api,
+    ops_api,
+    secrets_api,
+    services_api,  # room services (issue 13)
+)
 
 
 def add_routes(app: web.Application) -> None:
@@ -37,3 +47,26 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/admin/audit/prune", admin_api.prune_audit)
     app.router.add_post("/v1/admin/tokens/revoke", admin_api.revoke_tokens)
     app.router.add_post("/v1/admin/backup", admin_api.backup)
+
+    # -- the room console (issue 16): a person's page, and what it reads ----------------------
+    app.router.add_get("/ui/rooms/{room}", console_ui.console_page)
+    app.router.add_get("/ui/static/{name}", console_ui.static_file)
+    app.router.add_route("*", "/ui/{tail:.*}", console_ui.anything_else)  # after the two above
+    app.router.add_get("/v1/rooms/{room}/oauth/credentials", console_api.list_credentials)
+    app.router.add_get("/v1/rooms/{room}/audit", console_api.own_audit)
+
+    # -- services (issue 13) --
+    app.router.add_get("/v1/admin/rooms/{room}/services", services_api.list_services)
+    app.router.add_post("/v1/admin/rooms/{room}/services", services_api.create_service)
+    app.router.add_post("/v1/admin/rooms/{room}/service-templates", services_api.install_template)
+    app.router.add_get("/v1/admin/rooms/{room}/services/{name}", services_api.get_service)
+    app.router.add_delete("/v1/admin/rooms/{room}/services/{name}", services_api.delete_service)
+    app.router.add_post("/v1/admin/rooms/{room}/services/{name}/start", services_api.start_service)
+    app.router.add_post("/v1/admin/rooms/{room}/services/{name}/stop", services_api.stop_service)
+    app.router.add_get("/v1/admin/rooms/{room}/services/{name}/status", services_api.service_status)
+    app.router.add_get("/v1/admin/rooms/{room}/services/{name}/logs", services_api.service_logs)
+    # -- LLM proxy (issue 14, docs/llm.md): every method reaches the handler, which forwards
+    # only the endpoints it knows and refuses the rest in the provider's error shape
+    app.router.add_route("*", "/v1/llm/openai/{tail:.*}", llm_api.openai)
+    app.router.add_route("*", "/v1/llm/anthropic/{tail:.*}", llm_api.anthropic)
+    app.router.add_get("/v1/admin/llm/usage", llm_api.usage)
