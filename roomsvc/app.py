@@ -33,6 +33,7 @@ from roomsvc.domain.oauth.refresh import LocalLocks
 from roomsvc.domain.oauth.registry import ConnectorRegistry
 from roomsvc.domain.oauth.service import OAuthPolicy, OAuthService
 from roomsvc.domain.oauth.tokens import OAuthCredentials
+from roomsvc.domain.observe import NOOP, Observer
 from roomsvc.domain.principal import Principal, build_claims, principal_from_claims
 from roomsvc.domain.project_secrets import ProjectSecretService
 from roomsvc.domain.ratelimit import FLOWS, MESSAGES, SECRET_OPS, Rate, RateLimiter
@@ -52,6 +53,7 @@ from roomsvc.integrations.podman_runner import PodmanRunner, PodmanSettings
 from roomsvc.integrations.process_runner import ProcessRunner
 from roomsvc.integrations.spec_yaml import load_document
 from roomsvc.integrations.templates import render_template
+from roomsvc.logs import use_trace_ids
 from roomsvc.storage.migrate import MigrationProgress
 from roomsvc.storage.postgres.llm_store import PostgresUsageStore
 from roomsvc.storage.postgres.locks import PostgresLocks
@@ -62,14 +64,17 @@ from roomsvc.storage.sqlite.llm_store import SqliteUsageStore
 from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
 from roomsvc.storage.sqlite.service_store import SqliteServiceStore
 from roomsvc.storage.sqlite.store import SqliteStore, database_exists
-from roomsvc.transport.http.keys import CONNECTIONS, METRICS, READY, SERVICES
+from roomsvc.transport.http.keys import CONNECTIONS, METRICS, READY, SERVICES, TELEMETRY
 from roomsvc.transport.http.llm_api import LLM, LLM_SETTLING, LLM_UPSTREAM, finish_settling
 from roomsvc.transport.http.middleware import AccessLogger, errors_middleware
 from roomsvc.transport.http.oauth_api import OAuthLinks
+from roomsvc.transport.http.observe import observe_middleware
 from roomsvc.transport.http.routes import add_routes
 from roomsvc.transport.meshagent.accounts import RoomConnectHandler
 from roomsvc.transport.meshagent.codec import MeshAgentCodec
 from roomsvc.transport.metrics import Metrics
+from roomsvc.transport.telemetry import Telemetry
+from roomsvc.transport.tracing import Tracing
 from roomsvc.transport.ws.connection import Connection
 from roomsvc.transport.ws.endpoint import Endpoint, close_revoked
 from roomsvc.transport.ws.native import NativeCodec
@@ -103,16 +108,18 @@ def postgres_connector(settings: Settings) -> Connector:
     )
 
 
-async def open_store(settings: Settings, *, on_migration: MigrationProgress | None = None) -> Engine:
+async def open_store(
+    settings: Settings, *, on_migration: MigrationProgress | None = None, observer: Observer = NOOP
+) -> Engine:
     """Open (and migrate) the configured engine's store."""
     if settings.storage.engine == "postgres":
         return await PostgresStore.open(
             postgres_connector(settings), pool_size=settings.storage.postgres_pool_size,
-            batch_max=settings.secrets.audit_batch_max, on_migration=on_migration,
+            batch_max=settings.secrets.audit_batch_max, on_migration=on_migration, observer=observer,
         )
     return await SqliteStore.open(
         settings.sqlite_path, busy_timeout_ms=settings.storage.busy_timeout_ms, batch_max=settings.secrets.audit_batch_max,
-        on_migration=on_migration,
+        on_migration=on_migration, observer=observer,
     )
 
 
@@ -157,9 +164,19 @@ class Runtime:
     #: the LLM proxy's service and its outbound client (set by open_runtime)
     llm: LlmService | None = None
     llm_upstream: AiohttpUpstream | None = None
+    #: the app's metrics and tracer (issue 18), handed to every service as its Observer
+    telemetry: Telemetry = field(default_factory=lambda: Telemetry(Metrics(), Tracing()))
 
 
-async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+def open_telemetry(settings: Settings, tracing: Tracing | None = None) -> Telemetry:
+    """The metrics and the tracer (``[telemetry]``, OTEL_*); tests pass their own tracer."""
+    t = settings.telemetry
+    tracing = tracing or Tracing.from_settings(exporter=t.traces_exporter, endpoint=t.otlp_endpoint, service_name=t.service_name)
+    use_trace_ids(tracing.current_ids if tracing.enabled else None)
+    return Telemetry(Metrics(), tracing, detailed=t.metrics)
+
+
+async def open_runtime(settings: Settings, *, clock: Clock | None = None, tracing: Tracing | None = None) -> Runtime:
     """Load keys, open and migrate storage, unseal the keyring, wire the services.
 
     Raises:
@@ -170,8 +187,9 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
     connectors = load_connectors(
         settings.oauth.connectors_dir, environ=environment(), insecure_ok=settings.server.allow_insecure_loopback
     )
+    telemetry = open_telemetry(settings, tracing)
     if settings.storage.engine == "postgres":
-        store: Engine = await open_store(settings)
+        store: Engine = await open_store(settings, observer=telemetry)
         try:
             # a database that holds keys must be opened with its master key, never a new one
             keys = load_keys(key_sources(settings), database_exists=bool(await store.list_keys()))
@@ -180,7 +198,8 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
             raise
     else:
         keys = load_keys(key_sources(settings), database_exists=database_exists(settings.sqlite_path))
-        store = await open_store(settings)
+        store = await open_store(settings, observer=telemetry)
+    telemetry.metrics.ops.watch_write_queue(store.queue_depth)
     try:
         lock, close_lock = await refresh_lock(store, settings)
     except BaseException:
@@ -202,7 +221,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
         keys.signing, clock=clock, require_exp=settings.tokens.require_exp,
         leeway=settings.tokens.leeway, max_ttl=settings.tokens.max_ttl,
     )
-    auditor = Auditor(store, clock)
+    auditor = Auditor(store, clock, telemetry)
     tokens = TokenService(store=store, auditor=auditor, clock=clock, leeway=settings.tokens.leeway)
     try:
         await tokens.load()
@@ -230,7 +249,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
         provider=provider, connectors=connectors, authenticate=authenticate, public_url=public_url, lock=lock,
         signing=keys.signing,
     )
-    runtime = Runtime(settings=settings, store=store, services=services, keys=keys, verifier=verifier)
+    runtime = Runtime(settings=settings, store=store, services=services, keys=keys, verifier=verifier, telemetry=telemetry)
     _add_housekeeping(runtime, store, clock)
     if isinstance(store, PostgresStore) and settings.storage.postgres_key_reload_interval > 0:
         # issue 15: follow a key rotation made on another node
@@ -239,6 +258,11 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Run
     if close_lock is not None:
         runtime.closers.append(close_lock)
     _add_llm(runtime, clock)
+
+    async def flush_spans() -> None:
+        telemetry.tracing.shutdown()
+
+    runtime.closers.append(flush_spans)
     runtime_ref.append(runtime)
     return runtime
 
@@ -356,7 +380,7 @@ def _service_supervisor(
             command_timeout=s.podman_timeout,
         ))
     return ServiceSupervisor(
-        catalog=catalog, resolver=resolver, runner=runner, clock=clock,
+        catalog=catalog, resolver=resolver, runner=runner, clock=clock, observer=auditor.observer,
         settings=SupervisorSettings(
             backoff_initial=s.backoff_initial, backoff_max=s.backoff_max, backoff_reset=s.backoff_reset,
             stop_timeout=s.stop_timeout, token_renew_margin=s.token_renew_margin, log_lines=s.log_lines,
@@ -434,10 +458,13 @@ async def _run_periodic(name: str, interval: float, job: Callable[[], Awaitable[
 def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], None] | None = None) -> web.Application:
     settings = runtime.settings
     app = web.Application(
-        middlewares=[errors_middleware],
+        # observe outermost: it sees the status the errors middleware answered with
+        middlewares=[observe_middleware, errors_middleware],
         client_max_size=settings.server.max_body_size,
     )
-    metrics = Metrics()
+    telemetry = runtime.telemetry
+    metrics = telemetry.metrics
+    app[TELEMETRY] = telemetry
     connections: set[Connection] = set()
     app[SERVICES] = runtime.services
     app[METRICS] = metrics
@@ -451,7 +478,9 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
     app.on_shutdown.append(finish_settling)
     add_routes(app)
     for path, codec in (("/v1/rooms/{room}/ws", NativeCodec()), ("/rooms/{room}", MeshAgentCodec())):
-        app.router.add_get(path, Endpoint(codec, runtime.services, runtime.settings.websocket, metrics, connections))
+        app.router.add_get(
+            path, Endpoint(codec, runtime.services, runtime.settings.websocket, metrics, connections, telemetry=telemetry)
+        )
     app.router.add_post(
         "/accounts/projects/{project_id}/rooms/{room}/connect",
         RoomConnectHandler(

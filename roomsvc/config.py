@@ -265,6 +265,43 @@ class LlmSettings:
     key_cache_ttl: float = 60.0
     #: how often a silent stream checks whether its client went away (then the upstream is cancelled)
     disconnect_check_interval: float = 0.5
+# -- telemetry (issue 18: operations) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    """Prometheus series and OpenTelemetry traces (docs/operations.md). The standard
+    ``OTEL_*`` variables set the trace settings (see :func:`_otel_environment`)."""
+
+    #: the detailed series (latencies, vault and OAuth outcomes, queues); the six basic
+    #: series of /metrics are always on
+    metrics: bool = True
+    #: "none" (traces off), "otlp" (OTLP over HTTP) or "console"; OTEL_TRACES_EXPORTER
+    traces_exporter: str = "none"
+    #: where OTLP spans go; empty = the exporter's default (http://localhost:4318/v1/traces)
+    otlp_endpoint: str = ""
+    #: the service.name of every span; OTEL_SERVICE_NAME
+    service_name: str = "roomsvc"
+
+
+def _otel_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The standard OpenTelemetry variables as ``ROOMSVC_TELEMETRY_*`` ones (which win when
+    both are set). Traces stay off unless OTEL_TRACES_EXPORTER names an exporter;
+    OTEL_SDK_DISABLED=true keeps them off whatever else is set."""
+    out: dict[str, str] = {}
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter:
+        out["ROOMSVC_TELEMETRY_TRACES_EXPORTER"] = exporter
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        out["ROOMSVC_TELEMETRY_TRACES_EXPORTER"] = "none"
+    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        out["ROOMSVC_TELEMETRY_OTLP_ENDPOINT"] = env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+    elif env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        # the base endpoint: the signal's path is appended (OTLP/HTTP specification)
+        out["ROOMSVC_TELEMETRY_OTLP_ENDPOINT"] = env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    if env.get("OTEL_SERVICE_NAME"):
+        out["ROOMSVC_TELEMETRY_SERVICE_NAME"] = env["OTEL_SERVICE_NAME"]
+    return out
 
 
 @dataclass(frozen=True)
@@ -281,6 +318,8 @@ class Settings:
     proxy: ProxySettings = field(default_factory=ProxySettings)
     services: ServicesSettings = field(default_factory=ServicesSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
+    # -- telemetry (issue 18)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
     # -- derived values -------------------------------------------------------------
 
@@ -321,6 +360,7 @@ _CHOICES = {
     ("server", "log_level"): {"debug", "info", "warning", "error"},
     ("storage", "engine"): {"sqlite", "postgres"},
     ("services", "runner"): {"podman", "process"},
+    ("telemetry", "traces_exporter"): {"none", "otlp", "console"},
 }
 
 
@@ -342,6 +382,7 @@ def load_settings(
         ConfigError: naming the key path and the reason.
     """
     env = dict(os.environ if environ is None else environ)
+    env = {**_otel_environment(env), **env}  # telemetry (issue 18): OTEL_* as defaults of ROOMSVC_TELEMETRY_*
     raw: dict[str, dict[str, Any]] = {}
     path = config_file or env.get("ROOMSVC_CONFIG")
     if path is None and Path("config/roomsvc.toml").is_file():

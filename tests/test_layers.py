@@ -24,6 +24,7 @@ CONFINED = {
     # services (issue 13)
     "yaml": ("integrations/spec_yaml.py",),
     "jinja2": ("integrations/templates.py",),
+    "opentelemetry": ("transport/tracing.py",),
 }
 
 

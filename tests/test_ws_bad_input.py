@@ -267,6 +267,8 @@ async def test_a_slow_consumer_is_disconnected_while_others_still_receive(make_s
         async with aiohttp.ClientSession() as session:
             metrics = await (await session.get(f"{server.url}/metrics")).text()
         assert 'roomsvc_ws_closes_total{code="4030"} 1.0' in metrics
+        assert 'roomsvc_ws_outbound_overflows_total{protocol="native"} 1.0' in metrics
+        assert 'roomsvc_ws_slow_consumer_closes_total{protocol="native",reason="queue_overflow"} 1.0' in metrics
     finally:
         writer.close()
         await fast.close()

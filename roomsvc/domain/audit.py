@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from roomsvc.clock import Clock
+from roomsvc.domain.observe import NOOP, Observer
 from roomsvc.domain.ports import AuditRecord, AuditRepository
 from roomsvc.domain.principal import Principal
 
@@ -33,14 +34,17 @@ class Place(Protocol):
 
 
 class Auditor:
-    def __init__(self, repo: AuditRepository, clock: Clock) -> None:
+    def __init__(self, repo: AuditRepository, clock: Clock, observer: Observer = NOOP) -> None:
         self._repo = repo
         self._clock = clock
+        #: every line is also counted by action, channel and outcome (never by who or what)
+        self.observer = observer
 
     def line(
         self, caller: Principal | str, place: Place | None, action: str, channel: str, outcome: str, detail: str = ""
     ) -> AuditRecord:
         actor = caller.identity if isinstance(caller, Principal) else caller
+        self.observer.audited(action, channel, outcome)
         # a denial is recorded before what the caller sent is validated: keep it short,
         # and show control characters as escapes so no line can forge another or a terminal
         return AuditRecord(

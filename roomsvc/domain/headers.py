@@ -22,11 +22,12 @@ from typing import Protocol, Sequence
 from roomsvc.domain.audit import Auditor
 from roomsvc.domain.destinations import Destination, host_allowed, parse_destination
 from roomsvc.domain.header_spec import HeaderSpec, HeaderSpecError, parse_header_spec
+from roomsvc.domain.observe import NOOP
 from roomsvc.domain.ports import SecretRecord
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.ratelimit import SECRET_OPS, RateLimiter
 from roomsvc.domain.secrets import KIND_OAUTH, SecretService
-from roomsvc.errors import InvalidRequest, NotFound, PermissionDenied
+from roomsvc.errors import InvalidRequest, NotFound, PermissionDenied, RoomsvcError
 from roomsvc.ids import SecretBytes
 
 MAX_SPECS = 16
@@ -85,6 +86,7 @@ class HeaderService:
         self._tokens = tokens
         #: records destination refusals (None only in unit tests; the refusal happens anyway)
         self._audit = auditor
+        self._observer = auditor.observer if auditor is not None else NOOP
 
     async def resolve(
         self,
@@ -106,6 +108,21 @@ class HeaderService:
             PermissionDenied: a credential may not go to the destination (or none is given
                 while it is restricted, or the token is use-only); audited.
         """
+        with self._observer.span("headers.resolve", room=room, operation="resolve_headers"):
+            try:
+                resolved = await self._resolve(
+                    caller, room, specs, for_identity=for_identity, toolkit=toolkit, channel=channel, destination=destination
+                )
+            except RoomsvcError as exc:
+                self._observer.header_resolution(exc.name)
+                raise
+            self._observer.header_resolution("ok")
+            return resolved
+
+    async def _resolve(
+        self, caller: Principal, room: str, specs: list[str], *, for_identity: str | None, toolkit: str | None,
+        channel: str, destination: str | None,
+    ) -> list[ResolvedHeader]:
         self._limiter.check(SECRET_OPS, caller.room, caller.identity)
         if not isinstance(specs, list) or not specs:
             raise InvalidRequest("give at least one header spec HEADER:FORMAT")

@@ -69,8 +69,16 @@ class KeyAdministration:
             PermissionDenied. Whatever the rotation raised (logged and audited by name).
         """
         self.authorize(caller)
+        observer = self._audit.observer
+
+        async def observed(done: int, total: int) -> None:
+            observer.key_rotation(done, total)
+            if progress is not None:
+                await progress(done, total)
+
         try:
-            report: Rotation = await self._keyring.rotate(progress=progress)
+            with observer.span("keys.rotate", operation="rotate_keys"):
+                report: Rotation = await self._keyring.rotate(progress=observed)
         except Exception as exc:
             log.exception("key rotation failed")
             await self._audit.record(caller, None, "keys.rotate", "admin", "error", type(exc).__name__)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
 from roomsvc.clock import Clock
+from roomsvc.domain.observe import NOOP, Observer
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.project_secrets import PullCredentials
 from roomsvc.domain.service_catalog import ServiceCatalog
@@ -124,7 +125,9 @@ class ServiceSupervisor:
     def __init__(
         self, *, catalog: ServiceCatalog, resolver: EnvironmentResolver, runner: Runner, clock: Clock,
         settings: SupervisorSettings, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observer: Observer = NOOP,
     ) -> None:
+        self._observer = observer
         self._sleep = sleep  # tests record the backoff delays instead of waiting them out
         self._catalog = catalog
         self._resolver = resolver
@@ -240,9 +243,11 @@ class ServiceSupervisor:
                     break
                 if renewed:
                     unit.renewals += 1
+                    self._observer.service_restart("renewal")
                     delay_now = 0.0
                 else:
                     unit.restarts += 1
+                    self._observer.service_restart("crash")
                     if self._clock.monotonic() - began >= self._s.backoff_reset:
                         delay = self._s.backoff_initial
                     delay_now, delay = delay, min(delay * 2, self._s.backoff_max)

@@ -13,6 +13,7 @@ import pytest
 
 from roomsvc.clock import FakeClock
 from roomsvc.domain.audit import Auditor
+from roomsvc.domain.observe import NoObserver
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.service_catalog import ServiceCatalog, ServiceRecord
 from roomsvc.domain.service_env import ResolvedEnvironment, SecretEnv
@@ -92,7 +93,7 @@ class Runner:
 
 
 async def supervisor(runner: Runner, resolver: Resolver, clock: FakeClock, sleeps: list[float],
-                     **settings: float) -> ServiceSupervisor:
+                     observer: object = None, **settings: float) -> ServiceSupervisor:
     repo = Repo()
     catalog = ServiceCatalog(store=repo, auditor=Auditor(repo, clock), clock=clock, load=json.loads)  # type: ignore[arg-type]
     await catalog.create(OPERATOR, "room1", SPEC)
@@ -103,7 +104,18 @@ async def supervisor(runner: Runner, resolver: Resolver, clock: FakeClock, sleep
 
     values = {"backoff_initial": 1.0, "backoff_max": 4.0, "backoff_reset": 60.0, "token_renew_margin": 5.0, **settings}
     return ServiceSupervisor(catalog=catalog, resolver=resolver, runner=runner, clock=clock,  # type: ignore[arg-type]
-                             settings=SupervisorSettings(**values), sleep=sleep)  # type: ignore[arg-type]
+                             settings=SupervisorSettings(**values), sleep=sleep,  # type: ignore[arg-type]
+                             **({"observer": observer} if observer is not None else {}))
+
+
+class Restarts(NoObserver):
+    """Records what the supervisor tells the Observer port (the metrics behind it are tested in tests/ops)."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def service_restart(self, reason: str) -> None:
+        self.reasons.append(reason)
 
 
 async def wait_for(condition: Callable[[], bool]) -> None:
@@ -117,7 +129,8 @@ async def wait_for(condition: Callable[[], bool]) -> None:
 async def test_a_crashing_service_backs_off_doubling_to_the_cap_and_resets_after_a_long_run() -> None:
     clock, sleeps = FakeClock(), []
     runner = Runner(code=3)
-    sup = await supervisor(runner, Resolver(clock), clock, sleeps)
+    restarts = Restarts()
+    sup = await supervisor(runner, Resolver(clock), clock, sleeps, observer=restarts)
     await sup.start(OPERATOR, "room1", "svc")
     await wait_for(lambda: len(sleeps) >= 5)
     await sup.stop(OPERATOR, "room1", "svc")
@@ -125,6 +138,7 @@ async def test_a_crashing_service_backs_off_doubling_to_the_cap_and_resets_after
     status = await sup.status(OPERATOR, "room1", "svc")
     assert status["state"] == "stopped" and status["restarts"] >= 5 and status["exit_code"] == 3
     assert all(env == {"A": SECRET} for env in runner.envs)  # resolved afresh each time
+    assert set(restarts.reasons) == {"crash"} and len(restarts.reasons) == status["restarts"]  # what /metrics counts
 
     # a run that lasted backoff_reset starts the backoff over
     clock2, sleeps2 = FakeClock(), []
@@ -139,12 +153,14 @@ async def test_a_crashing_service_backs_off_doubling_to_the_cap_and_resets_after
 async def test_tokens_are_renewed_by_a_restart_before_they_expire() -> None:
     clock, sleeps = FakeClock(), []
     runner = Runner(code=None)
-    sup = await supervisor(runner, Resolver(clock, ttl=5.0), clock, sleeps, token_renew_margin=5.0)
+    restarts = Restarts()
+    sup = await supervisor(runner, Resolver(clock, ttl=5.0), clock, sleeps, observer=restarts, token_renew_margin=5.0)
     await sup.start(OPERATOR, "room1", "svc")
     await wait_for(lambda: len(runner.runs) >= 3)
     await sup.close()
     status = await sup.status(OPERATOR, "room1", "svc")
     assert status["renewals"] >= 2 and status["restarts"] == 0 and sleeps == []  # no backoff for a renewal
+    assert set(restarts.reasons) == {"renewal"} and len(restarts.reasons) == status["renewals"]
     assert all(run.stopped.is_set() for run in runner.runs)
 
 

@@ -28,7 +28,7 @@ from tests.support.server import FAST, data_dir_keyring, mint_token
 
 class InProcessServer:
     def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, port: int = 0,
-                 clock: FakeClock | None = None) -> None:
+                 clock: FakeClock | None = None, tracing: Any = None) -> None:
         self.data_dir = Path(data_dir)
         self.env = {**FAST, **(env or {})}
         self.clock = clock or FakeClock(start=time.time())
@@ -37,13 +37,15 @@ class InProcessServer:
         self._runner: web.AppRunner | None = None
         #: how many times each housekeeping job (runtime.periodic, by name) has run
         self.periodic_runs: dict[str, int] = {}
+        #: a roomsvc.transport.tracing.Tracing to use instead of the settings' (tests/ops)
+        self.tracing = tracing
 
     async def start(self) -> "InProcessServer":
         settings = load_settings(environ={
             **self.env, "ROOMSVC_SERVER_DATA_DIR": str(self.data_dir), "ROOMSVC_SERVER_HOST": "127.0.0.1",
             "ROOMSVC_SERVER_PORT": str(self._port),
         })
-        self.runtime = await open_runtime(settings, clock=self.clock)
+        self.runtime = await open_runtime(settings, clock=self.clock, tracing=self.tracing)
         # count the housekeeping jobs' runs, so a test can wait for the next run of one
         self.runtime.periodic[:] = [(name, interval, self._counted(name, job))
                                     for name, interval, job in self.runtime.periodic]

@@ -55,6 +55,7 @@ from roomsvc.domain.oauth.flows import (
 )
 from roomsvc.domain.oauth.ports import ClientAuth, FlowRepository, Links, OAuthProvider
 from roomsvc.domain.oauth.refresh import SYSTEM_IDENTITY, CredentialVault, StoredCredential
+from roomsvc.domain.observe import Span
 from roomsvc.domain.ports import Cipher
 from roomsvc.domain.ratelimit import FLOWS, RateLimiter
 from roomsvc.domain.rooms import Participant, RoomService
@@ -163,6 +164,7 @@ class ConsentFlows:
         sealed = {"verifier": verifier, "client_secret": client.client_secret.value or None}
         blob = self._cipher.encrypt(json.dumps(sealed).encode(), verifier_aad(flow_id))
         await self._flows.create_flow(flow, blob, purge_before=now - PURGE_AFTER)
+        self._audit.observer.oauth_flow(connector_label(flow), "started")
         waiter = _Waiter(asyncio.get_running_loop().create_future(), identity)
         self._waiters[flow_id] = waiter
         try:
@@ -231,6 +233,10 @@ class ConsentFlows:
         Raises:
             NotFound: unknown, used or expired link.
         """
+        with self._audit.observer.span("oauth.start", operation="oauth_start") as span:
+            return await self._open_start_link(ticket, span)
+
+    async def _open_start_link(self, ticket: str | None, span: Span) -> BrowserStart:
         if not ticket or len(ticket) > 256:
             raise NotFound("this sign-in link is not valid")
         now = self._clock.now()
@@ -245,6 +251,8 @@ class ConsentFlows:
         if opened is None:
             raise NotFound("this sign-in link was already used or has expired; ask for a new one")
         client = ClientConfig.from_record(opened.client)
+        span.set("room", opened.room)
+        span.set("connector", connector_label(opened))
         sealed = await self._sealed(opened)
         url = self._provider.authorization_url(
             client, redirect_uri=opened.redirect_uri, state=state,
@@ -261,10 +269,16 @@ class ConsentFlows:
             no browser binding, or ``iss`` missing/mismatched. Rejected, OAuthError.
             Every refusal after the state was found ends the flow.
         """
+        with self._audit.observer.span("oauth.callback", operation="oauth_callback") as span:
+            return await self._complete_callback(params, cookies, span)
+
+    async def _complete_callback(self, params: Mapping[str, str], cookies: Mapping[str, str], span: Span) -> CallbackResult:
         state = params.get("state")
         flow = await self._flows.get_flow(state_hash=digest(state)) if state else None
         if flow is None or flow.status is not FlowStatus.STARTED:
             raise NotFound("this sign-in response is unknown or was already used")
+        span.set("room", flow.room)
+        span.set("connector", connector_label(flow))
         client = ClientConfig.from_record(flow.client)
         if self._clock.now() >= flow.state_expires_at:
             await self._fail(flow, Timeout("the sign-in took longer than oauth.state_ttl"), FlowStatus.EXPIRED)
@@ -341,6 +355,12 @@ class ConsentFlows:
 
     async def _exchange(self, flow: Flow, code: str) -> StoredCredential:
         """Exchange the code once (never retried) and store the credential; the flow ends either way."""
+        with self._audit.observer.span(
+            "oauth.code_exchange", room=flow.room, operation="code_exchange", connector=connector_label(flow)
+        ):
+            return await self._exchange_once(flow, code)
+
+    async def _exchange_once(self, flow: Flow, code: str) -> StoredCredential:
         client = ClientConfig.from_record(flow.client)
         try:
             sealed = await self._sealed(flow)
@@ -450,6 +470,7 @@ class ConsentFlows:
         moved = await self._flows.move_flow(flow.id, status, now=self._clock.now(), error=reason[:64])
         if moved is None:
             return False
+        self._audit.observer.oauth_flow(connector_label(flow), _FLOW_EVENTS.get(status, status.value))
         waiter = self._waiters.get(flow.id)
         if waiter is not None and not waiter.future.done():
             if result is not None:
@@ -474,6 +495,16 @@ class ConsentFlows:
             raise InvalidState("this OAuth request has no PKCE verifier any more")
         sealed: dict[str, Any] = json.loads(self._cipher.decrypt(blob, verifier_aad(flow.id)))
         return sealed
+
+
+#: how a flow's end is counted (``roomsvc_oauth_flows_total{event}``): a flow past its deadline timed out
+_FLOW_EVENTS = {FlowStatus.EXPIRED: "timed_out"}
+
+
+def connector_label(flow: Flow) -> str:
+    """The flow's connector as a metric label and span attribute: a configured name, or
+    ``inline`` for a client the request carried (its endpoints are not a bounded label)."""
+    return str(flow.client.get("connector") or "inline")[:64]
 
 
 def flow_address(flow: Flow) -> Address:

@@ -39,6 +39,7 @@ from roomsvc.domain.oauth.credentials import (
     apply_refresh,
 )
 from roomsvc.domain.oauth.ports import ClientAuth, KeyedLock, OAuthProvider
+from roomsvc.domain.observe import NOOP, Observer
 from roomsvc.domain.ports import Cipher, SecretRepository
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.secret_writes import KIND_OAUTH, Address, SecretWriter, secret_aad
@@ -140,7 +141,9 @@ class Refresher:
         assumed_lifetime: float,
         delays: list[float],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observer: Observer = NOOP,
     ) -> None:
+        self._observer = observer
         self._vault = vault
         self._provider = provider
         self._lock = lock
@@ -189,20 +192,27 @@ class Refresher:
             return await self._mark_reauth(current, "expired without a refresh token")
         auth = await self._client_auth(cred)
         failure: ProviderUnavailable | None = None
+        connector = cred.connector or "inline"
         for delay in [0.0, *self._delays]:
             if delay:
                 await self._sleep(delay)
+            began = self._clock.monotonic()
             try:
                 self.refreshes += 1
-                response = await self._provider.refresh(cred.token_endpoint, auth, refresh_token=cred.refresh_token)
+                with self._observer.span("oauth.refresh", room=current.address.room, operation="refresh", connector=connector):
+                    response = await self._provider.refresh(cred.token_endpoint, auth, refresh_token=cred.refresh_token)
             except ProviderUnavailable as exc:
+                self._observer.token_refresh(connector, "unavailable", self._clock.monotonic() - began)
                 log.warning("refresh of %s/%s: provider unavailable (%s)", current.address.room, current.address.id, exc.message)
                 failure = exc
                 continue
             except OAuthError as exc:
+                outcome = "invalid_grant" if exc.error == "invalid_grant" else "error"
+                self._observer.token_refresh(connector, outcome, self._clock.monotonic() - began)
                 if exc.error != "invalid_grant":
                     raise
                 return await self._invalid_grant(current)
+            self._observer.token_refresh(connector, "ok", self._clock.monotonic() - began)
             updated = apply_refresh(cred, response, self._clock.now(), self._assumed)
             try:
                 return await self._vault.save(current.address, updated, expected_version=current.version)

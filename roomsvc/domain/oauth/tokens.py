@@ -63,7 +63,7 @@ class OAuthCredentials:
         self.refresher = Refresher(
             vault=self.vault, provider=provider, lock=lock, clock=clock, client_auth=clients.for_credential,
             on_reauth=self._reauth_required, margin=refresh_margin, assumed_lifetime=assumed_token_lifetime,
-            delays=backoff_delays(refresh_retries, refresh_backoff),
+            delays=backoff_delays(refresh_retries, refresh_backoff), observer=auditor.observer,
         )
 
     # -- SecretService's hooks -----------------------------------------------------------------

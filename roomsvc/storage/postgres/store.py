@@ -29,6 +29,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 import asyncpg
 
 from roomsvc.domain.housekeeping import PruneReport
+from roomsvc.domain.observe import NOOP, Observer
 from roomsvc.domain.ports import (
     AuditRecord,
     EncryptedBlob,
@@ -63,6 +64,12 @@ _CONNECTION_LOST = (
     OSError, asyncio.TimeoutError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.PostgresConnectionError,
 )
+
+
+def _operation(job: Job) -> str:
+    """The store method a job belongs to: ``put_secret`` of ``PostgresStore.put_secret.<locals>.job``."""
+    parts = getattr(job, "__qualname__", "write").split(".")
+    return parts[-3] if len(parts) >= 3 else parts[-1]
 
 
 def sql(text: str) -> str:
@@ -176,8 +183,13 @@ async def _migrate_locked(db: asyncpg.Connection, on_migration: MigrationProgres
 class PostgresStore:
     """The PostgreSQL store. Open it with :meth:`open`; close it with :meth:`close`."""
 
-    def __init__(self, connector: Connector, writer: asyncpg.Connection, readers: asyncpg.Pool, *, batch_max: int) -> None:
+    def __init__(
+        self, connector: Connector, writer: asyncpg.Connection, readers: asyncpg.Pool, *, batch_max: int,
+        observer: Observer = NOOP,
+    ) -> None:
         self.connector = connector
+        #: write batches, their commit time and failures; a span per write (operations)
+        self.observer = observer
         self._writer: asyncpg.Connection | None = writer
         self._readers = readers
         self._batch_max = batch_max
@@ -191,7 +203,8 @@ class PostgresStore:
 
     @classmethod
     async def open(
-        cls, connector: Connector, *, pool_size: int = 5, batch_max: int = 256, on_migration: MigrationProgress | None = None
+        cls, connector: Connector, *, pool_size: int = 5, batch_max: int = 256, on_migration: MigrationProgress | None = None,
+        observer: Observer = NOOP,
     ) -> "PostgresStore":
         await migrate(connector, on_migration)
         writer = await connector.connect()
@@ -200,7 +213,7 @@ class PostgresStore:
         except BaseException:
             await writer.close()
             raise
-        store = cls(connector, writer, readers, batch_max=batch_max)
+        store = cls(connector, writer, readers, batch_max=batch_max, observer=observer)
         store._task = asyncio.get_running_loop().create_task(store._writer_loop(), name="postgres-writer")
         return store
 
@@ -230,12 +243,18 @@ class PostgresStore:
 
     # -- the write path -------------------------------------------------------------------
 
+    def queue_depth(self) -> int:
+        """Writes waiting for the writer (a metrics gauge)."""
+        return self._queue.qsize()
+
     async def _write(self, job: Job) -> Any:
         if self._closed:
             raise StorageError("the store is closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put((job, future))
-        return await future
+        # the span covers the wait for the group commit, in the caller's trace
+        with self.observer.span("storage.transaction", operation=_operation(job)):
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            await self._queue.put((job, future))
+            return await future
 
     async def _writer_loop(self) -> None:
         while True:
@@ -256,17 +275,20 @@ class PostgresStore:
 
     async def _run_batch(self, batch: list[tuple[Job, asyncio.Future[Any]]]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        began = time.perf_counter()
         try:
             db = await self._connection()
             async with db.transaction():
                 for job, future in batch:
                     outcomes.append((future, *await _run_job(db, job)))
             self.commits += 1
+            self.observer.write_batch(len(batch), time.perf_counter() - began)
         except Exception as exc:  # noqa: BLE001 - the writer task must never die
             # the commit failed, the connection is gone, or PostgreSQL refused the
             # transaction: nothing of the batch is known to be stored, and every caller
             # hears so instead of waiting forever
             log.error("write batch of %d failed: %s", len(batch), _reason(exc))
+            self.observer.storage_error("write")
             if isinstance(exc, _CONNECTION_LOST) and self._writer is not None:
                 self._writer.terminate()
                 self._writer = None
@@ -284,6 +306,7 @@ class PostgresStore:
             elif isinstance(failure, RoomsvcError):
                 future.set_exception(failure)
             else:
+                self.observer.storage_error("write")  # the database refused one write (the others committed)
                 wrapped = StorageError(f"storage error: {_reason(failure)}")
                 wrapped.__cause__ = failure
                 future.set_exception(wrapped)
@@ -292,6 +315,7 @@ class PostgresStore:
         try:
             return list(await self._readers.fetch(sql(text), *params))
         except (asyncpg.PostgresError, *_CONNECTION_LOST) as exc:
+            self.observer.storage_error("read")
             raise StorageError(f"storage read failed: {_reason(exc)}") from exc
 
     # -- rooms ---------------------------------------------------------------------------

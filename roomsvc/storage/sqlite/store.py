@@ -18,12 +18,14 @@ import logging
 import os
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 import aiosqlite
 
 from roomsvc.domain.housekeeping import PruneReport
+from roomsvc.domain.observe import NOOP, Observer
 from roomsvc.domain.ports import (
     AuditRecord,
     EncryptedBlob,
@@ -54,6 +56,12 @@ _KEY_USES_SQL = "SELECT " + " + ".join(f"(SELECT count(*) FROM {t} WHERE kek_id 
 _SECRET_COLS = "room, owner, secret_id, delegated_to, type, name, kind, version, created_at, updated_at"
 
 
+def _operation(job: Job) -> str:
+    """The store method a job belongs to: ``put_secret`` of ``SqliteStore.put_secret.<locals>.job``."""
+    parts = getattr(job, "__qualname__", "write").split(".")
+    return parts[-3] if len(parts) >= 3 else parts[-1]
+
+
 def database_exists(path: Path) -> bool:
     return path.exists() and path.stat().st_size > 0
 
@@ -61,8 +69,13 @@ def database_exists(path: Path) -> bool:
 class SqliteStore:
     """The embedded store. Open it with :meth:`open`; close it with :meth:`close`."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, *, batch_max: int) -> None:
+    def __init__(
+        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, *, batch_max: int,
+        observer: Observer = NOOP,
+    ) -> None:
         self.path = path
+        #: write batches, their commit time and failures; a span per write (operations)
+        self.observer = observer
         self._writer = writer
         self._reader = reader
         self._batch_max = batch_max
@@ -76,7 +89,8 @@ class SqliteStore:
 
     @classmethod
     async def open(
-        cls, path: Path, *, busy_timeout_ms: int = 5000, batch_max: int = 256, on_migration: MigrationProgress | None = None
+        cls, path: Path, *, busy_timeout_ms: int = 5000, batch_max: int = 256, observer: Observer = NOOP,
+        on_migration: MigrationProgress | None = None,
     ) -> "SqliteStore":
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
@@ -89,7 +103,7 @@ class SqliteStore:
             reader = await _connect(path, busy_timeout_ms)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open database {str(path)!r}: {exc}") from exc
-        store = cls(path, writer, reader, batch_max=batch_max)
+        store = cls(path, writer, reader, batch_max=batch_max, observer=observer)
         await store._migrate(on_migration)
         store._task = asyncio.get_running_loop().create_task(store._writer_loop(), name="sqlite-writer")
         return store
@@ -146,12 +160,19 @@ class SqliteStore:
 
     # -- the write path -------------------------------------------------------------------
 
+    def queue_depth(self) -> int:
+        """Writes waiting for the writer (how far the audit writer lags; a metrics gauge)."""
+        return self._queue.qsize()
+
     async def _write(self, job: Job) -> Any:
         if self._closed:
             raise StorageError("the store is closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put((job, future))
-        return await future
+        # the span covers the wait for the group commit, in the caller's trace; its name is
+        # the store method's ("put_secret" of "SqliteStore.put_secret.<locals>.job")
+        with self.observer.span("storage.transaction", operation=_operation(job)):
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            await self._queue.put((job, future))
+            return await future
 
     async def _writer_loop(self) -> None:
         while True:
@@ -167,6 +188,7 @@ class SqliteStore:
     async def _run_batch(self, batch: list[tuple[Job, asyncio.Future[Any]]]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         db = self._writer
+        began = time.perf_counter()
         try:
             await db.execute("BEGIN IMMEDIATE")
             for job, future in batch:
@@ -182,6 +204,7 @@ class SqliteStore:
                     outcomes.append((future, result, None))
             await db.execute("COMMIT")
             self.commits += 1
+            self.observer.write_batch(len(batch), time.perf_counter() - began)
         except Exception as exc:  # noqa: BLE001 - the writer task must never die
             # sqlite3 errors (disk full, I/O, a failed COMMIT) and anything else outside
             # a job (e.g. the connection gone) fail the whole batch: nothing of it was
@@ -189,6 +212,7 @@ class SqliteStore:
             # messages name constraints and files, never bound values.)
             reason = str(exc) if isinstance(exc, sqlite3.Error) else type(exc).__name__
             log.error("write batch of %d failed: %s", len(batch), reason)
+            self.observer.storage_error("write")
             try:
                 await db.execute("ROLLBACK")
             except Exception:  # noqa: BLE001 - no transaction left to roll back
@@ -207,6 +231,7 @@ class SqliteStore:
             elif isinstance(failure, RoomsvcError):
                 future.set_exception(failure)
             else:
+                self.observer.storage_error("write")  # the database refused one write (the others committed)
                 wrapped = StorageError(f"storage error: {type(failure).__name__}")
                 wrapped.__cause__ = failure
                 future.set_exception(wrapped)
@@ -215,6 +240,7 @@ class SqliteStore:
         try:
             return list(await self._reader.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
+            self.observer.storage_error("read")
             raise StorageError(f"storage read failed: {type(exc).__name__}") from exc
 
     # -- rooms ---------------------------------------------------------------------------

@@ -35,7 +35,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         )
     except Exception:
         incident = secrets.token_hex(4)
-        log.exception("%s %s failed (incident %s)", request.method, request.path, incident)
+        log.exception(
+            "%s %s failed (incident %s)", request.method, request.path, incident,
+            extra={"event": "http.request_failed", "incident": incident},
+        )
         failure = InternalError(f"internal error (incident {incident})")
         response = web.json_response({"error": error_body(failure)}, status=wire_error(failure).status)
     if request.path.startswith("/v1/") and not response.prepared:
@@ -55,4 +58,5 @@ class AccessLogger(AbstractAccessLogger):
             request.rel_url.path,
             response.status,
             time * 1000,
+            extra={"event": "http.access"},
         )

@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from roomsvc.domain.principal import Principal
+from roomsvc.transport.metrics import WsStats
 
 log = logging.getLogger("roomsvc.ws")
 
@@ -37,8 +38,11 @@ class Connection:
         send_timeout: float,
         max_concurrent: int,
         transport: Any = None,
+        stats: WsStats | None = None,
     ) -> None:
         self.ws = ws
+        #: frames sent, overflows and slow-consumer closes (None: not counted)
+        self._stats = stats
         self._queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=max_queue)
         self._send_timeout = send_timeout
         self._transport = transport
@@ -104,6 +108,9 @@ class Connection:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
             log.warning("outbound queue full: closing a slow consumer")
+            if self._stats is not None:
+                self._stats.overflows.inc()
+                self._stats.closed_overflow.inc()
             self.closing = True
             self.close_code = CLOSE_SLOW_CONSUMER
             # free the queue now; closing happens off the caller's path
@@ -127,11 +134,15 @@ class Connection:
                     await asyncio.wait_for(self.ws.send_str(frame), self._send_timeout)
             except asyncio.TimeoutError:
                 log.warning("send timed out: closing a slow consumer")
+                if self._stats is not None:
+                    self._stats.closed_timeout.inc()
                 self.close_code = CLOSE_SLOW_CONSUMER
                 self._abort()
                 return
             except (ConnectionError, RuntimeError):
                 return
+            if self._stats is not None:
+                self._stats.sent.inc()
 
     # -- requests -----------------------------------------------------------------------
 

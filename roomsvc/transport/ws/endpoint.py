@@ -32,6 +32,7 @@ import asyncio
 import functools
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
 
@@ -46,6 +47,7 @@ from roomsvc.errors import InternalError, InvalidRequest, Overloaded, RoomsvcErr
 from roomsvc.transport.errors import error_body, wire_error
 from roomsvc.transport.fields import bearer
 from roomsvc.transport.metrics import Metrics
+from roomsvc.transport.telemetry import Telemetry
 from roomsvc.transport.ws.connection import Connection
 
 log = logging.getLogger("roomsvc.ws")
@@ -170,8 +172,18 @@ class Endpoint:
     """The aiohttp handler of one protocol's websocket route."""
 
     def __init__(
-        self, codec: Codec, services: Services, limits: WsLimits, metrics: Metrics, connections: set[Connection]
+        self, codec: Codec, services: Services, limits: WsLimits, metrics: Metrics, connections: set[Connection],
+        *, telemetry: Telemetry | None = None,
     ) -> None:
+        # -- telemetry (issue 18): bound once per endpoint, so the frame path does no label lookup
+        self.telemetry = telemetry
+        ops = telemetry.ops if telemetry is not None else None
+        self._stats = ops.ws_stats(codec.name) if ops is not None else None
+        self._frames_in = ops.ws_frames_received.labels(codec.name) if ops is not None else None
+        #: operation -> its latency histogram child (filled as operations are first seen)
+        self._durations: dict[str, Any] = {}
+        self._ops = ops
+        self._tracing = telemetry is not None and telemetry.tracing.enabled
         self.codec = codec
         self.s = services
         self.limits = limits
@@ -186,7 +198,7 @@ class Endpoint:
         ws = web.WebSocketResponse(heartbeat=limits.heartbeat or None, max_msg_size=self.codec.max_frame(limits), autoping=True)
         conn = Connection(
             ws, max_queue=self.codec.max_queue(limits), send_timeout=limits.send_timeout,
-            max_concurrent=limits.max_concurrent_requests, transport=request.transport,
+            max_concurrent=limits.max_concurrent_requests, transport=request.transport, stats=self._stats,
         )
         session = self.codec.session(self.s, limits, conn)
         try:
@@ -328,6 +340,8 @@ class Endpoint:
                     await conn.close(WSCloseCode.UNSUPPORTED_DATA, self.codec.wrong_frames)
                     return
                 continue
+            if self._frames_in is not None:
+                self._frames_in.inc()
             try:
                 inbound = session.decode(msg.data)
                 if inbound is None:
@@ -357,20 +371,50 @@ class Endpoint:
             log.info("websocket closed with error: %s", type(conn.ws.exception()).__name__)
 
     async def _run(self, session: ProtocolSession, request: Request) -> None:
+        if self._ops is None and not self._tracing:
+            await self._run_request(session, request)
+            return
+        began = time.perf_counter()
+        try:
+            if self._tracing:
+                assert self.telemetry is not None
+                participant = session.participant
+                with self.telemetry.span(
+                    f"ws {request.kind}", operation=request.kind, protocol=self.codec.name,
+                    room=participant.room if participant is not None else "",
+                ) as span:
+                    failure = await self._run_request(session, request)
+                    if failure is not None:
+                        span.fail(failure)
+            else:
+                await self._run_request(session, request)
+        finally:
+            if self._ops is not None:
+                child = self._durations.get(request.kind)
+                if child is None:
+                    child = self._durations[request.kind] = self._ops.ws_request_duration.labels(self.codec.name, request.kind)
+                child.observe(time.perf_counter() - began)
+
+    async def _run_request(self, session: ProtocolSession, request: Request) -> str | None:
+        """Run and answer one request; the name of the error it was answered with, if any."""
         assert request.run is not None
         try:
             result = await request.run()
         except RoomsvcError as exc:
             self._reply_error(session, request.reply_to, exc)
-            return
+            return exc.name
         except asyncio.CancelledError:
             raise
         except Exception:
             incident = secrets.token_hex(4)
-            log.exception("%s request %s failed (incident %s)", self.codec.name, request.kind, incident)
+            log.exception(
+                "%s request %s failed (incident %s)", self.codec.name, request.kind, incident,
+                extra={"event": "ws.request_failed", "incident": incident},
+            )
             self._reply_error(session, request.reply_to, InternalError(f"internal error (incident {incident})"))
-            return
+            return "internal_error"
         session.reply(request.reply_to, result)
+        return None
 
     def _overloaded(self, session: ProtocolSession, request: Request) -> None:
         busy = Overloaded(f"more than {self.limits.max_concurrent_requests} requests in flight")
