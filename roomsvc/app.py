@@ -30,10 +30,12 @@ from roomsvc.domain.mcp.registration import CIMD_PATH  # issue 17
 from roomsvc.domain.oauth.clients import ClientSecrets
 from roomsvc.domain.oauth.connectors import ConnectorSpec
 from roomsvc.domain.oauth.consent import ConsentFlows
+from roomsvc.domain.oauth.ports import FlowRepository, KeyedLock
 from roomsvc.domain.oauth.refresh import LocalLocks
 from roomsvc.domain.oauth.registry import ConnectorRegistry
 from roomsvc.domain.oauth.service import OAuthPolicy, OAuthService
 from roomsvc.domain.oauth.tokens import OAuthCredentials
+from roomsvc.domain.observe import NOOP, Observer
 from roomsvc.domain.principal import Principal, build_claims, principal_from_claims
 from roomsvc.domain.project_secrets import ProjectSecretService
 from roomsvc.domain.ratelimit import FLOWS, MESSAGES, SECRET_OPS, Rate, RateLimiter
@@ -54,6 +56,12 @@ from roomsvc.integrations.process_runner import ProcessRunner
 from roomsvc.integrations.spec_yaml import load_document
 from roomsvc.integrations.templates import render_template
 from roomsvc.logs import use_trace_ids
+from roomsvc.storage.migrate import MigrationProgress
+from roomsvc.storage.postgres.llm_store import PostgresUsageStore
+from roomsvc.storage.postgres.locks import PostgresLocks
+from roomsvc.storage.postgres.oauth_store import PostgresFlowStore
+from roomsvc.storage.postgres.service_store import PostgresServiceStore
+from roomsvc.storage.postgres.store import Connector, PostgresStore
 from roomsvc.storage.sqlite.llm_store import SqliteUsageStore
 from roomsvc.storage.sqlite.oauth_store import SqliteFlowStore
 from roomsvc.storage.sqlite.service_store import SqliteServiceStore
@@ -88,10 +96,64 @@ def key_sources(settings: Settings) -> KeySources:
     )
 
 
+# -- storage engine choice (issue 15): the one place that picks sqlite or postgres ------
+
+#: a storage engine: both fill :class:`roomsvc.domain.ports.Store`
+Engine = SqliteStore | PostgresStore
+
+
+def postgres_connector(settings: Settings) -> Connector:
+    s = settings.storage
+    return Connector(
+        s.postgres_dsn, password=s.postgres_password.reveal() or None, connect_timeout=s.postgres_connect_timeout,
+        command_timeout=s.postgres_command_timeout,
+    )
+
+
+async def open_store(
+    settings: Settings, *, on_migration: MigrationProgress | None = None, observer: Observer = NOOP
+) -> Engine:
+    """Open (and migrate) the configured engine's store."""
+    if settings.storage.engine == "postgres":
+        return await PostgresStore.open(
+            postgres_connector(settings), pool_size=settings.storage.postgres_pool_size,
+            batch_max=settings.secrets.audit_batch_max, on_migration=on_migration, observer=observer,
+        )
+    return await SqliteStore.open(
+        settings.sqlite_path, busy_timeout_ms=settings.storage.busy_timeout_ms, batch_max=settings.secrets.audit_batch_max,
+        on_migration=on_migration, observer=observer,
+    )
+
+
+def flow_store(store: Engine) -> FlowRepository:
+    return PostgresFlowStore(store) if isinstance(store, PostgresStore) else SqliteFlowStore(store)
+
+
+def service_store(store: Engine) -> PostgresServiceStore | SqliteServiceStore:
+    return PostgresServiceStore(store) if isinstance(store, PostgresStore) else SqliteServiceStore(store)
+
+
+def usage_store(store: Engine) -> PostgresUsageStore | SqliteUsageStore:
+    return PostgresUsageStore(store) if isinstance(store, PostgresStore) else SqliteUsageStore(store)
+
+
+async def refresh_lock(store: Engine, settings: Settings) -> tuple[KeyedLock, Callable[[], Awaitable[None]] | None]:
+    """The OAuth single-flight lock: in-process on SQLite (one node); on PostgreSQL an
+    advisory lock every node shares, on a small pool of its own (so lock holders never
+    wait for the readers they need). Returns the lock and what closes it."""
+    if isinstance(store, PostgresStore):
+        pool = await store.connector.pool(max(2, settings.storage.postgres_pool_size // 2))
+        return PostgresLocks(pool), pool.close
+    return LocalLocks(), None
+
+
+# -- end of the storage engine choice ----------------------------------------------------
+
+
 @dataclass
 class Runtime:
     settings: Settings
-    store: SqliteStore
+    store: Engine
     services: Services
     keys: LoadedKeys
     verifier: TokenVerifier
@@ -127,19 +189,35 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None, tracin
     connectors = load_connectors(
         settings.oauth.connectors_dir, environ=environment(), insecure_ok=settings.server.allow_insecure_loopback
     )
-    keys = load_keys(key_sources(settings), database_exists=database_exists(settings.sqlite_path))
     telemetry = open_telemetry(settings, tracing)
-    store = await SqliteStore.open(
-        settings.sqlite_path, busy_timeout_ms=settings.storage.busy_timeout_ms, batch_max=settings.secrets.audit_batch_max,
-        observer=telemetry,
-    )
+    if settings.storage.engine == "postgres":
+        store: Engine = await open_store(settings, observer=telemetry)
+        try:
+            # a database that holds keys must be opened with its master key, never a new one
+            keys = load_keys(key_sources(settings), database_exists=bool(await store.list_keys()))
+        except BaseException:
+            await store.close()
+            raise
+    else:
+        keys = load_keys(key_sources(settings), database_exists=database_exists(settings.sqlite_path))
+        store = await open_store(settings, observer=telemetry)
     telemetry.metrics.ops.watch_write_queue(store.queue_depth)
+    try:
+        lock, close_lock = await refresh_lock(store, settings)
+    except BaseException:
+        await store.close()
+        raise
     try:
         cipher = EnvelopeCipher()
         keyring = KeyringService(store=store, cipher=cipher, master=keys.master, clock=clock)
-        await keyring.unseal()
+        # nodes starting together on an empty PostgreSQL database take turns, so the
+        # vault's first key is created once and every node knows it
+        async with lock.hold("roomsvc:unseal"):
+            await keyring.unseal()
     except BaseException:
         await store.close()
+        if close_lock is not None:
+            await close_lock()
         raise
     verifier = TokenVerifier(
         keys.signing, clock=clock, require_exp=settings.tokens.require_exp,
@@ -151,6 +229,8 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None, tracin
         await tokens.load()
     except BaseException:
         await store.close()
+        if close_lock is not None:
+            await close_lock()
         raise
     runtime_ref: list[Runtime] = []
 
@@ -168,12 +248,17 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None, tracin
     )
     services = _services(
         settings, store=store, cipher=cipher, keyring=keyring, auditor=auditor, tokens=tokens, clock=clock,
-        provider=provider, connectors=connectors, authenticate=authenticate, public_url=public_url,
+        provider=provider, connectors=connectors, authenticate=authenticate, public_url=public_url, lock=lock,
         signing=keys.signing,
     )
     runtime = Runtime(settings=settings, store=store, services=services, keys=keys, verifier=verifier, telemetry=telemetry)
     _add_housekeeping(runtime, store, clock)
+    if isinstance(store, PostgresStore) and settings.storage.postgres_key_reload_interval > 0:
+        # issue 15: follow a key rotation made on another node
+        runtime.periodic.append(("key reload", settings.storage.postgres_key_reload_interval, keyring.reload))
     runtime.closers.append(provider.close)
+    if close_lock is not None:
+        runtime.closers.append(close_lock)
     _add_llm(runtime, clock)
 
     async def flush_spans() -> None:
@@ -185,9 +270,9 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None, tracin
 
 
 def _services(
-    settings: Settings, *, store: SqliteStore, cipher: EnvelopeCipher, keyring: KeyringService, auditor: Auditor,
+    settings: Settings, *, store: Engine, cipher: EnvelopeCipher, keyring: KeyringService, auditor: Auditor,
     tokens: TokenService, clock: Clock, provider: AiohttpOAuthProvider, connectors: list[ConnectorSpec],
-    authenticate: Callable[[str], Principal], public_url: Callable[[], str], signing: SigningKeyring,
+    authenticate: Callable[[str], Principal], public_url: Callable[[], str], lock: KeyedLock, signing: SigningKeyring,
 ) -> Services:
     """Every service, each built once from what it needs, in dependency order.
 
@@ -212,7 +297,7 @@ def _services(
     )
     registry = ConnectorRegistry(connectors, provider=provider, clock=clock, discovery_ttl=o.discovery_ttl, insecure_ok=insecure)
     credentials = OAuthCredentials(
-        store=store, cipher=cipher, writer=writer, provider=provider, lock=LocalLocks(), rooms=rooms, auditor=auditor,
+        store=store, cipher=cipher, writer=writer, provider=provider, lock=lock, rooms=rooms, auditor=auditor,
         clock=clock, refresh_margin=o.refresh_margin, assumed_token_lifetime=o.assumed_token_lifetime,
         refresh_retries=o.refresh_retries, refresh_backoff=o.refresh_backoff,
         clients=ClientSecrets(registry, lambda secret_id, service: project_secrets.resolve_keys(secret_id, service=service)),
@@ -232,11 +317,10 @@ def _services(
         refresh_retries=o.refresh_retries, refresh_backoff=o.refresh_backoff, insecure_ok=insecure,
     )
     consent = ConsentFlows(
-        rooms=rooms, cipher=cipher, flows=SqliteFlowStore(store), provider=provider, vault=credentials.vault,
+        rooms=rooms, cipher=cipher, flows=flow_store(store), provider=provider, vault=credentials.vault,
         clients=credentials.clients, auditor=auditor, clock=clock, links=OAuthLinks(public_url), policy=policy,
         limiter=limiter,
     )
-    catalog = ServiceCatalog(store=SqliteServiceStore(store), auditor=auditor, clock=clock, load=load_document)
     # -- MCP servers as room toolkits (issue 17) --
     mcp = McpAuthorization(
         http=provider, store=ProjectRegistrations(project_secrets), registry=registry, connectors=connectors, clock=clock,
@@ -244,6 +328,7 @@ def _services(
         cimd_url=lambda: public_url().rstrip("/") + CIMD_PATH, trusted_servers=settings.mcp.trusted_servers,
     )
     mcp.discovery_ttl = o.discovery_ttl
+    catalog = ServiceCatalog(store=service_store(store), auditor=auditor, clock=clock, load=load_document)
     return Services(
         rooms=rooms,
         secrets=secrets,
@@ -328,7 +413,7 @@ def _add_llm(runtime: Runtime, clock: Clock) -> None:
         for name in ("openai", "anthropic")
     }
     runtime.llm = LlmService(
-        repo=SqliteUsageStore(runtime.store), project_secrets=runtime.services.project_secrets,
+        repo=usage_store(runtime.store), project_secrets=runtime.services.project_secrets,
         auditor=runtime.services.auditor, clock=clock,
         config=LlmConfig(
             providers=providers, budgets=Budgets(s.identity_daily_tokens, s.room_daily_tokens),
@@ -353,12 +438,12 @@ def rate_limiter(settings: Settings, clock: Clock) -> RateLimiter:
     )
 
 
-def _add_housekeeping(runtime: Runtime, store: SqliteStore, clock: Clock) -> None:
+def _add_housekeeping(runtime: Runtime, store: Engine, clock: Clock) -> None:
     """The timed jobs: the OAuth flow purge and the audit prune (also ``roomsvc audit prune``)."""
     s = runtime.settings
     pruner = runtime.services.audit_pruner
     purger = FlowPurger(
-        flows=SqliteFlowStore(store), clock=clock, grace=s.oauth.flow_purge_grace,
+        flows=flow_store(store), clock=clock, grace=s.oauth.flow_purge_grace,
         # a code exchange that began before the deadline: token request, then userinfo
         exchange_allowance=2 * (s.oauth.http_connect_timeout + s.oauth.http_timeout),
     )

@@ -105,6 +105,18 @@ class StorageSettings:
     #: empty = <data_dir>/roomsvc.db
     sqlite_path: str = ""
     busy_timeout_ms: int = 5000
+    # -- PostgreSQL (issue 15: engine = "postgres") --
+    #: libpq URL or key=value string WITHOUT a password, e.g. postgresql://roomsvc@db:5432/roomsvc
+    postgres_dsn: str = ""
+    #: from ROOMSVC_STORAGE_POSTGRES_PASSWORD, else PGPASSWORD, only (never the TOML file or the DSN)
+    postgres_password: SecretStr = field(default_factory=lambda: SecretStr(""))
+    #: reader connections per node (writes use one more connection, the refresh lock its own pool)
+    postgres_pool_size: int = 5
+    #: seconds to connect, and for one statement, before the database counts as unavailable
+    postgres_connect_timeout: float = 5.0
+    postgres_command_timeout: float = 30.0
+    #: seconds between looks for keys another node added (a rotation there); 0 = never
+    postgres_key_reload_interval: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -359,10 +371,11 @@ class Settings:
 
 
 #: keys that may only come from the environment (or a file the environment names)
-_ENV_ONLY = {("keys", "master_key"): "ROOMSVC_MASTER_KEY", ("keys", "signing_key"): "ROOMSVC_SIGNING_KEY"}
+_ENV_ONLY = {("keys", "master_key"): "ROOMSVC_MASTER_KEY", ("keys", "signing_key"): "ROOMSVC_SIGNING_KEY",
+             ("storage", "postgres_password"): "ROOMSVC_STORAGE_POSTGRES_PASSWORD"}
 _CHOICES = {
     ("server", "log_level"): {"debug", "info", "warning", "error"},
-    ("storage", "engine"): {"sqlite"},
+    ("storage", "engine"): {"sqlite", "postgres"},
     ("services", "runner"): {"podman", "process"},
     ("telemetry", "traces_exporter"): {"none", "otlp", "console"},
 }
@@ -405,7 +418,8 @@ def load_settings(
             default = getattr(cls(), f.name)
             if (sf.name, f.name) in _ENV_ONLY:
                 if f.name in from_file:
-                    raise ConfigError(key, f"never put a key in the config file; set {_ENV_ONLY[(sf.name, f.name)]} or {sf.name}.{f.name}_file")
+                    alt = f" or {sf.name}.{f.name}_file" if sf.name == "keys" else ""  # no file variant for a password
+                    raise ConfigError(key, f"never put a key in the config file; set {_ENV_ONLY[(sf.name, f.name)]}{alt}")
                 values[f.name] = SecretStr(env.get(_ENV_ONLY[(sf.name, f.name)], ""))
                 continue
             value: Any = from_file.pop(f.name, default)
@@ -427,6 +441,9 @@ def load_settings(
         sections["keys"] = dataclasses.replace(sections["keys"], master_key_file=env["ROOMSVC_MASTER_KEY_FILE"])
     if env.get("ROOMSVC_SIGNING_KEY_FILE"):
         sections["keys"] = dataclasses.replace(sections["keys"], signing_key_file=env["ROOMSVC_SIGNING_KEY_FILE"])
+    # -- PostgreSQL (issue 15): libpq's own variable as a fallback for the password
+    if not sections["storage"].postgres_password and env.get("PGPASSWORD"):
+        sections["storage"] = dataclasses.replace(sections["storage"], postgres_password=SecretStr(env["PGPASSWORD"]))
     settings = Settings(**sections)
     _validate(settings)
     return settings
@@ -547,6 +564,36 @@ def _validate(s: Settings) -> None:
             raise ConfigError("server.public_url", "must not carry a query or fragment")
         if parts.scheme != "https" and not s.server.allow_insecure_loopback:
             raise ConfigError("server.public_url", "must be https (set server.allow_insecure_loopback for development)")
+    _validate_postgres(s.storage)
+
+
+def _validate_postgres(s: StorageSettings) -> None:
+    """issue 15: a DSN is needed for the postgres engine, and never holds the password.
+    (Messages never quote the DSN: it might be the password that is wrong with it.)"""
+    if s.postgres_connect_timeout <= 0 or s.postgres_command_timeout <= 0:
+        raise ConfigError("storage.postgres_connect_timeout", "the PostgreSQL timeouts must be above 0")
+    if s.postgres_pool_size < 1:
+        raise ConfigError("storage.postgres_pool_size", "must be at least 1")
+    dsn = s.postgres_dsn.strip()
+    if s.engine == "postgres" and not dsn:
+        raise ConfigError(
+            "storage.postgres_dsn", "is empty: the postgres engine needs one, e.g. postgresql://roomsvc@db-host:5432/roomsvc"
+        )
+    if not dsn:
+        return
+    if dsn.startswith(("postgres://", "postgresql://")):
+        parts = urlsplit(dsn)
+        has_password = parts.password is not None or "password=" in parts.query.lower()
+    elif "=" in dsn:
+        has_password = any(item.split("=", 1)[0].strip().lower() == "password" for item in dsn.split())
+    else:
+        raise ConfigError("storage.postgres_dsn", "is neither a postgresql:// URL nor a key=value connection string")
+    if has_password:
+        raise ConfigError(
+            "storage.postgres_dsn",
+            "contains a password; remove it from the DSN and set ROOMSVC_STORAGE_POSTGRES_PASSWORD "
+            "(or PGPASSWORD) in the environment instead",
+        )
 
 
 def _validate_services(s: Settings) -> None:

@@ -37,6 +37,7 @@ def _command_paths(parser, prefix=()):
 
 #: the commands that read settings, so take --config and --data-dir; the others talk to a server
 LOCAL = {("serve",), ("token",), ("apikey",), ("toolkit", "proxy"), ("toolkit", "mcp")}  # toolkit mcp: issue 17
+LOCAL |= {("migrate",), ("export",), ("import",)}  # issue 15: storage commands read settings
 
 
 def test_every_command_has_help_and_takes_the_options_it_uses(capsys: pytest.CaptureFixture[str]) -> None:

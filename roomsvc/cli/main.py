@@ -17,7 +17,16 @@ import sys
 from typing import Sequence
 
 from roomsvc import __version__
-from roomsvc.cli import client_cmds, llm_cmds, local_cmds, mcp_cmds, oauth_cmds, service_cmds, toolkit_cmds
+from roomsvc.cli import (
+    client_cmds,
+    llm_cmds,
+    local_cmds,
+    mcp_cmds,
+    oauth_cmds,
+    service_cmds,
+    storage_cmds,
+    toolkit_cmds,
+)
 from roomsvc.cli.options import UsageError, parents
 from roomsvc.cli.terminal import printable
 from roomsvc.errors import ConfigError, RoomsvcError, Sealed
@@ -35,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     service_cmds.register(sub, shared)  # service create|list|show|delete|start|stop|status|logs (issue 13)
     llm_cmds.register(sub, shared)  # llm usage
     mcp_cmds.register(sub, shared)  # mcp clients (issue 17)
+    storage_cmds.register(sub, shared)  # migrate, export, import (issue 15)
     return root
 
 

@@ -58,6 +58,29 @@ class KeyringService:
         if not any(k.active for k in keys):
             self._cipher.add_key(keys[-1].id, self._master.unwrap(keys[-1].id, keys[-1].wrapped), active=True)
 
+    async def reload(self) -> int:
+        """Follow keys that another node added to the shared database (issue 15: several
+        nodes on PostgreSQL): load each key not known here, and make the stored active key
+        the one new values are encrypted under. Returns how many keys were new.
+
+        Skipped while this node rotates (its rotation sets the active key itself).
+
+        Raises:
+            DecryptionFailed: a stored key does not open with this node's master key.
+        """
+        if self._rotating.locked():
+            return 0
+        known = set(self._cipher.key_ids())
+        added = 0
+        for key in await self._store.list_keys():
+            if key.id not in known:
+                self._cipher.add_key(key.id, self._master.unwrap(key.id, key.wrapped), active=key.active)
+                added += 1
+                log.info("loaded key %s added by another node", key.id)
+            elif key.active and self._cipher.active_key_id != key.id:
+                self._cipher.add_key(key.id, self._master.unwrap(key.id, key.wrapped), active=True)
+        return added
+
     async def status(self) -> list[KeyStatus]:
         return [KeyStatus(k.id, k.active, k.created_at, await self._store.count_key_uses(k.id)) for k in await self._store.list_keys()]
 

@@ -28,6 +28,7 @@ import pytest
 
 from roomsvc.crypto.tokens import mint
 from roomsvc.domain.principal import build_claims
+from tests.support import postgres
 from tests.support.inprocess import InProcessServer
 from tests.support.native_client import NativeClient
 from tests.support.peers import need
@@ -204,6 +205,24 @@ async def fake_time_server(oauth_env: OAuthEnv, tmp_path: Path, monkeypatch: pyt
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture(params=("sqlite", "postgres"))
+async def fake_time_server_on(request: pytest.FixtureRequest, oauth_env: OAuthEnv, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[InProcessServer]:
+    """``fake_time_server`` once per storage engine (issue 15): on PostgreSQL in a
+    database of its own, dropped after the test."""
+    monkeypatch.setenv("OIDC_TEST_CLIENT_SECRET", CLIENT_SECRET)
+    env = {k: v for k, v in oauth_env.env.items() if k.startswith("ROOMSVC_")}
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgres":
+            need(postgres.available(), f"PostgreSQL is not reachable at {postgres.ADMIN_DSN}")
+            env.update(postgres.postgres_env(stack.enter_context(postgres.database("roomsvc_test_oauth"))))
+        server = await InProcessServer(tmp_path / "data", env=env, port=oauth_env.fake_time_port).start()
+        try:
+            yield server
+        finally:
+            await server.stop()
 
 
 @pytest.fixture

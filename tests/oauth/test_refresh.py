@@ -4,7 +4,8 @@ grant when a rotated one is reused: a refresh race would show as a dead grant.
 roomsvc decides to refresh by its own clock (the stored expiry minus oauth.refresh_margin),
 so these tests run on the in-process server and move its fake clock past the expiry
 instead of sleeping until it; the provider, which accepts a refresh at any time, stays
-real. Expiry at the provider itself (whose clock we do not control) is covered end to end
+real. The two refresh tests run once per storage engine (SQLite, PostgreSQL with its
+advisory lock). Expiry at the provider itself (whose clock we do not control) is covered end to end
 by tests/headers/test_oauth_headers.py and the MeshAgent SDK scenario."""
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ async def _offline(agent: NativeClient, person_id: str) -> dict:
 
 
 async def test_the_next_use_after_expiry_refreshes_and_the_new_token_works(
-    oauth_env: OAuthEnv, fake_time_server: InProcessServer, browser: aiohttp.ClientSession
+    oauth_env: OAuthEnv, fake_time_server_on: InProcessServer, browser: aiohttp.ClientSession
 ) -> None:
-    async with oauth_env.agent_and_person("gina", server=fake_time_server) as (agent_id, person_id, agent, person):
+    async with oauth_env.agent_and_person("gina", server=fake_time_server_on) as (agent_id, person_id, agent, person):
         first, _ = await run_flow(browser, agent, person, person_id)
-        fake_time_server.clock.advance(EXPIRE)
+        fake_time_server_on.clock.advance(EXPIRE)
         before = await oauth_env.stats()
         second = await _offline(agent, person_id)
         after = await oauth_env.stats()
@@ -61,12 +62,12 @@ async def test_the_next_use_after_expiry_refreshes_and_the_new_token_works(
 
 
 async def test_fifty_concurrent_uses_of_an_expired_credential_refresh_once_and_the_grant_lives(
-    oauth_env: OAuthEnv, fake_time_server: InProcessServer, browser: aiohttp.ClientSession
+    oauth_env: OAuthEnv, fake_time_server_on: InProcessServer, browser: aiohttp.ClientSession
 ) -> None:
-    async with oauth_env.agent_and_person("hana", server=fake_time_server) as (agent_id, person_id, agent, person):
+    async with oauth_env.agent_and_person("hana", server=fake_time_server_on) as (agent_id, person_id, agent, person):
         await run_flow(browser, agent, person, person_id)
         for _ in range(2):  # twice: the refresh token rotated by the first round must still work
-            fake_time_server.clock.advance(EXPIRE)
+            fake_time_server_on.clock.advance(EXPIRE)
             before = await oauth_env.stats()
             answers = await asyncio.gather(*(_offline(agent, person_id) for _ in range(50)))
             after = await oauth_env.stats()

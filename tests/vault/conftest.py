@@ -164,7 +164,7 @@ def sqlite_rw(path: Path) -> sqlite3.Connection:
 
 @dataclass
 class Vault:
-    store: SqliteStore
+    store: Any  # SqliteStore or PostgresStore
     cipher: EnvelopeCipher
     keyring: KeyringService
     auditor: Auditor
@@ -180,7 +180,11 @@ class Vault:
 
 
 async def open_vault(path: Path, *, master: MasterKey | None = None, max_versions: int = 10) -> Vault:
-    store = await SqliteStore.open(path)
+    return await vault_on(await SqliteStore.open(path), path, master=master, max_versions=max_versions)
+
+
+async def vault_on(store: Any, path: Path, *, master: MasterKey | None = None, max_versions: int = 10) -> Vault:
+    """The vault services over an open store of either engine (closed on failure)."""
     cipher = EnvelopeCipher()
     clock = SystemClock()
     keyring = KeyringService(store=store, cipher=cipher, master=master or MasterKey(new_key()), clock=clock)

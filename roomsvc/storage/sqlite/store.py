@@ -38,7 +38,7 @@ from roomsvc.domain.ports import (
 )
 from roomsvc.errors import AlreadyExists, Conflict, InvalidRequest, RoomsvcError, StorageError
 from roomsvc.ids import Identity, RoomName, SecretId
-from roomsvc.storage.migrate import latest_version, migrations, split_statements
+from roomsvc.storage.migrate import MigrationProgress, latest_version, migrations, split_statements
 
 log = logging.getLogger("roomsvc.storage")
 # aiosqlite logs every call with its bound parameters at DEBUG (ciphertexts, wrapped
@@ -89,7 +89,8 @@ class SqliteStore:
 
     @classmethod
     async def open(
-        cls, path: Path, *, busy_timeout_ms: int = 5000, batch_max: int = 256, observer: Observer = NOOP
+        cls, path: Path, *, busy_timeout_ms: int = 5000, batch_max: int = 256, observer: Observer = NOOP,
+        on_migration: MigrationProgress | None = None,
     ) -> "SqliteStore":
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
@@ -103,7 +104,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open database {str(path)!r}: {exc}") from exc
         store = cls(path, writer, reader, batch_max=batch_max, observer=observer)
-        await store._migrate()
+        await store._migrate(on_migration)
         store._task = asyncio.get_running_loop().create_task(store._writer_loop(), name="sqlite-writer")
         return store
 
@@ -132,7 +133,7 @@ class SqliteStore:
             out[name] = row[0] if row else None
         return out
 
-    async def _migrate(self) -> None:
+    async def _migrate(self, on_migration: MigrationProgress | None = None) -> None:
         row = await (await self._writer.execute("PRAGMA user_version")).fetchone()
         current = int(row[0]) if row else 0
         latest = latest_version()
@@ -145,6 +146,8 @@ class SqliteStore:
             if number <= current:
                 continue
             log.info("applying migration %s", name)
+            if on_migration is not None:
+                on_migration(number, name, latest)
             try:
                 await self._writer.execute("BEGIN IMMEDIATE")
                 for statement in split_statements(sql):
@@ -555,6 +558,28 @@ class SqliteStore:
             return changed
 
         return await self._write(job)
+
+    # -- export (roomsvc export, issue 15) --------------------------------------------------
+
+    async def table_names(self) -> set[str]:
+        rows = await self._read("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        return {r[0] for r in rows}
+
+    async def count_rows(self, table: str) -> int:
+        rows = await self._read(f"SELECT count(*) FROM {table}")
+        return int(rows[0][0])
+
+    async def dump(self, table: str, columns: Sequence[str], *, order_by: str, batch: int) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Every row of ``table`` (the named columns), ``batch`` rows at a time, in ``order_by`` order."""
+        offset = 0
+        while True:
+            rows = await self._read(
+                f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order_by} LIMIT ? OFFSET ?", (batch, offset)
+            )
+            if not rows:
+                return
+            offset += len(rows)
+            yield [tuple(r) for r in rows]
 
     # -- backup -----------------------------------------------------------------------------
 
