@@ -60,8 +60,8 @@ class OAuthPeer:
             self.provider.stop()
 
 
-async def through_roomsvc(server, agent_identity: str, person_identity: str, room: str) -> float:
-    """One consent through roomsvc; the credential is stored for ``agent_identity`` to use."""
+async def through_roomsvc(server, agent_identity: str, person_identity: str, room: str) -> tuple[float, str]:
+    """One consent through roomsvc: (seconds, the stored credential as ``owner/id``)."""
     agent = await NativeClient.connect(server.ws_url(room), server.token(agent_identity, room, api=("secrets",), role="tool"))
     person = await NativeClient.connect(server.ws_url(room), server.token(person_identity, room, api=("secrets",)))
     try:
@@ -69,8 +69,8 @@ async def through_roomsvc(server, agent_identity: str, person_identity: str, roo
             t0 = time.perf_counter()
             answer, _ = await run_flow(browser, agent, person, person_identity, delegate_to=agent_identity)
             elapsed = time.perf_counter() - t0
-        assert answer, answer
-        return elapsed
+        credential = answer["credential"]
+        return elapsed, f"{credential['owner']}/{credential['id']}"
     finally:
         await agent.close()
         await person.close()
@@ -104,7 +104,7 @@ async def overhead(server, issuer: str, flows: int, room: str, progress) -> dict
     ours, theirs = [], []
     for i in range(flows):
         theirs.append(await direct(issuer, f"direct-{i}"))
-        ours.append(await through_roomsvc(server, "flow-agent", f"flow-person-{i}", room))
+        ours.append((await through_roomsvc(server, "flow-agent", f"flow-person-{i}", room))[0])
         progress(f"flow {i + 1}/{flows}: roomsvc {ours[-1] * 1e3:.1f} ms, direct {theirs[-1] * 1e3:.1f} ms")
     m_ours, m_theirs = statistics.median(ours), statistics.median(theirs)
     return {"roomsvc_ms": m_ours * 1e3, "direct_ms": m_theirs * 1e3, "overhead_ms": (m_ours - m_theirs) * 1e3}

@@ -125,6 +125,7 @@ class Bench:
         self.peer: oauth_flow.OAuthPeer | None = None
         self.oauth_note = ""
         self.tool_token = ""
+        self.oauth_ref = ""
 
     # life cycle
 
@@ -153,7 +154,7 @@ class Bench:
                 assert r.status == 200, await r.text()
         if self.peer is not None:
             log("storing an OAuth credential through the real provider")
-            await oauth_flow.through_roomsvc(rs, "bench-tool", "bench-person", ROOM)
+            _, self.oauth_ref = await oauth_flow.through_roomsvc(rs, "bench-tool", "bench-person", ROOM)
 
     def stop(self) -> None:
         for server in self.servers.values():
@@ -208,10 +209,14 @@ class Bench:
         out: dict[str, float] = {}
         specs = {"plain": "Authorization:Bearer {github}"}
         if kind == "roomsvc" and self.peer is not None:
-            specs["oauth"] = "Authorization:Bearer {oidc}"
+            specs["oauth"] = "Authorization:Bearer {%s}" % self.oauth_ref
         for label, spec in specs.items():
+            body: dict[str, Any] = {"header_secrets": [spec]}
+            if label == "oauth":  # an OAuth credential goes only to its allowed hosts
+                assert self.peer is not None
+                body["destination"] = f"{self.peer.issuer}/me"
             cpu0 = procstat.cpu_seconds(server.pid)
-            r = wrk.run(f"{server.url}/v1/rooms/{ROOM}/headers", method="POST", body={"header_secrets": [spec]},
+            r = wrk.run(f"{server.url}/v1/rooms/{ROOM}/headers", method="POST", body=body,
                         headers={"Authorization": f"Bearer {token}"}, connections=32, duration=self.args.duration)
             cpu = procstat.cpu_seconds(server.pid) - cpu0
             out[f"http_{label}_rps"] = r["rps"]
@@ -220,7 +225,7 @@ class Bench:
             url = server.ws_url(ROOM)
             clients = [{"url": url, "token": token} for _ in range(32)]
             results, cpu, wall = generate(server.pid, "native", "requests", clients, procs=1, duration=self.args.duration,
-                                          kind="headers.resolve", data={"header_secrets": [spec]})
+                                          kind="headers.resolve", data=body)
             n = sum(x["requests"] for x in results)
             if any(x["errors"] for x in results):
                 raise RuntimeError(f"{kind} headers.resolve answered errors")
@@ -241,9 +246,10 @@ class Bench:
             url, headers = f"{server.url}/v1/rooms/{ROOM}/secrets/s4", {"Authorization": f"Bearer {self.tool_token}"}
         else:
             url, headers = f"{server.url}/raw/secrets/s4", {}
+        # a fresh id per write (concurrent writes of one id are refused as conflicts by roomsvc)
         put = wrk.run(url, method="PUT", body={"text": VALUE_200}, headers=headers, connections=32,
-                      duration=self.args.duration)
-        get = wrk.run(url, headers=headers, connections=32, duration=self.args.duration)
+                      duration=self.args.duration, numbered=True)
+        get = wrk.run(url + "-0", headers=headers, connections=32, duration=self.args.duration)
         return {"set_rps": put["rps"], "get_rps": get["rps"], "set_p99": put["p99_ms"], "get_p99": get["p99_ms"]}
 
     # 5: memory per idle connection (fresh servers)
