@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -295,7 +297,7 @@ class Bench:
                     last = now
 
             results, cpu, wall = generate(server.pid, protocol_of(kind), "join", clients, spread=self.args.join_spread,
-                                          settle=settle)
+                                          settle=settle, deadline=self.args.join_settle)
             views = [v for r in results for v in r["views"]]
             ids = [v[0] for v in views]
             total = sum(oauth_crc(i) for i in ids) & 0xFFFFFFFFFFFF
@@ -358,9 +360,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2000, help="idle connections of scenario 5")
     parser.add_argument("--joiners", type=int, default=2000, help="participants joining in scenario 6")
     parser.add_argument("--join-spread", type=float, default=3.0, help="seconds over which they join")
-    parser.add_argument("--join-settle", type=float, default=30.0, help="at most this long for presence to settle")
+    parser.add_argument("--join-settle", type=float, default=20.0, help="at most this long for presence to settle")
     parser.add_argument("--flows", type=int, default=7, help="OAuth flows of each kind in scenario 7")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="record roomsvc with py-spy during scenarios 1-4 of the first round into this directory")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.flows = 1, 1.0, 3
@@ -391,7 +395,8 @@ def main() -> None:
                     for kind in order:
                         log(f"[{time.monotonic() - started:5.0f}s] round {rnd + 1}/{args.rounds} scenario {number} "
                             f"{name} on {kind}")
-                        metrics = fn(kind)
+                        with profiled(args.profile if kind == "roomsvc" and rnd == 0 else None, bench, name):
+                            metrics = fn(kind)
                         keep(name, kind, metrics)
                         log("    " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
             for number, name, fn in ((5, "memory", bench.s5_memory), (6, "join", bench.s6_join)):
@@ -417,6 +422,29 @@ def main() -> None:
                          f"roomsvc vs bare aiohttp and python-socketio, {machine['cores']} cores, medians of {args.rounds}")
     print(f"\nwrote {args.out / 'latest.json'}" + (f" and {args.out / 'latest.png'}" if drawn else " (no chart: matplotlib missing)"))
     print(f"took {time.monotonic() - started:.0f} s; ratios within this run are what count")
+
+
+@contextlib.contextmanager
+def profiled(directory: Path | None, bench: Bench, name: str) -> Iterator[None]:
+    """py-spy (the bench extra) sampling roomsvc while the block runs: an SVG flame graph and
+    the collapsed stacks (text) of the scenario in ``directory``."""
+    if directory is None:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    pid = str(bench.servers["roomsvc"].pid)
+    spy = Path(sys.executable).parent / "py-spy"
+    procs = [subprocess.Popen([str(spy), "record", "--pid", pid, "--rate", "200", "--format", fmt, "-o",
+                               str(directory / f"{name}.{ext}"), "--nonblocking"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for fmt, ext in (("flamegraph", "svg"), ("raw", "txt"))]
+    time.sleep(0.5)
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait(30)
 
 
 def build_rows(c: dict[str, Any], oauth_note: str, only: set[int]) -> list[dict[str, Any]]:

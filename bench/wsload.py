@@ -96,10 +96,9 @@ class Client:
             self.view.add(data["id"])
         elif kind == "participant.left":
             self.view.discard(data["id"])
-        elif kind == "participants.joined":  # roomsvc's coalesced presence (docs/protocol.md)
-            self.view.update(p["id"] for p in data["participants"])
-        elif kind == "participants.left":
-            self.view.difference_update(p["id"] for p in data["participants"])
+        elif kind == "participants.changed":  # roomsvc's coalesced presence (docs/protocol.md)
+            self.view.update(p["id"] for p in data["joined"])
+            self.view.difference_update(p["id"] for p in data["left"])
 
     async def read(self) -> None:
         assert self.ws is not None
@@ -174,15 +173,20 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             await wait_go()
             gap = spec["spread"] / max(1, len(clients))
             t0 = time.monotonic()
-            failed = 0
-            for i, c in enumerate(clients):
-                delay = t0 + i * gap - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+
+            async def join(i: int, c: Client) -> bool:
+                await asyncio.sleep(max(0.0, t0 + i * gap - time.monotonic()))
                 try:
                     await c.connect(session)
+                    return True
                 except (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError, AssertionError):
-                    failed += 1
+                    return False
+
+            tasks = [asyncio.ensure_future(join(i, c)) for i, c in enumerate(clients)]
+            done, pending = await asyncio.wait(tasks, timeout=spec["spread"] + spec.get("deadline", 30.0))
+            for t in pending:
+                t.cancel()
+            failed = len(pending) + sum(1 for t in done if not t.result())
             joined_in = time.monotonic() - t0
             print(json.dumps({"joined": True}), flush=True)
             await wait_go()  # the controller lets presence settle, then asks for the views
@@ -219,9 +223,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 result = {"requests": sum(counts), "latencies": sample(lat), "errors": sum(c.errors for c in clients)}
             else:
                 raise SystemExit(f"unknown mode {mode}")
-        for c in clients:
-            if c.ws is not None:
-                await c.ws.close()
+        closing = [asyncio.ensure_future(c.ws.close()) for c in clients if c.ws is not None]
+        if closing:
+            await asyncio.wait(closing, timeout=5)
     return result
 
 

@@ -53,6 +53,55 @@ def encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
+# -- encoded once per event, not once per receiver (issue 12) --------------------------------
+#
+# A fan-out hands one event object to every receiver in turn, so a one-entry cache keyed by
+# the object's identity encodes it once and queues the same string for each. Only room
+# events are cached (messages, calls, presence: what every receiver may see), never a
+# notice; the entry holds the last such event until the next one replaces it.
+
+_last_event: object = None
+_last_text: str | None = None
+
+
+def event_text(event: RoomEvent) -> str | None:
+    """``encode(event_frame(event))``, computed once for consecutive deliveries of one event."""
+    global _last_event, _last_text
+    if isinstance(event, Notice):
+        frame = notice_frame(event)
+        return encode(frame)
+    if event is _last_event:
+        return _last_text
+    frame = event_frame(event)
+    text = None if frame is None else encode(frame)
+    _last_event, _last_text = event, text
+    return text
+
+
+_last_presence: object = None
+_last_participant: str = ""
+
+
+def participant_json(event: ParticipantJoined | ParticipantLeft | ParticipantUpdated) -> str:
+    """The announced participant as JSON, computed once for consecutive deliveries of one event."""
+    global _last_presence, _last_participant
+    if event is not _last_presence:
+        _last_presence, _last_participant = event, encode(event.participant.as_dict())
+    return _last_participant
+
+
+def presence_frame(kind: str, participant: str) -> str:
+    """``participant.joined`` / ``updated`` / ``left`` from the participant's JSON (same bytes
+    as ``encode(event_frame(event))``)."""
+    return f'{{"type":"participant.{kind}","data":{participant}}}'
+
+
+def changed_frame(joined: list[str], updated: list[str], left: list[str]) -> str:
+    """Coalesced presence: ``participants.changed`` with the three lists (apply in that order)."""
+    return (f'{{"type":"participants.changed","data":{{"joined":[{",".join(joined)}],'
+            f'"updated":[{",".join(updated)}],"left":[{",".join(left)}]}}}}')
+
+
 #: what a native client declares at join: a consent request reaches it as a start link
 #: that a person opens (roomsvc runs the redirect)
 CAPABILITIES = Capabilities(runs_own_redirect=False)

@@ -121,10 +121,13 @@ class Connection:
             if frame is None:
                 return
             try:
-                if isinstance(frame, bytes):
-                    await asyncio.wait_for(self.ws.send_bytes(frame), self._send_timeout)
-                else:
-                    await asyncio.wait_for(self.ws.send_str(frame), self._send_timeout)
+                # asyncio.timeout, not wait_for: no task and no extra trip through the event
+                # loop per frame (issue 12); the same deadline for each frame
+                async with asyncio.timeout(self._send_timeout):
+                    if isinstance(frame, bytes):
+                        await self.ws.send_bytes(frame)
+                    else:
+                        await self.ws.send_str(frame)
             except asyncio.TimeoutError:
                 log.warning("send timed out: closing a slow consumer")
                 self.close_code = CLOSE_SLOW_CONSUMER
