@@ -68,8 +68,7 @@ def event_text(event: RoomEvent) -> str | None:
     """``encode(event_frame(event))``, computed once for consecutive deliveries of one event."""
     global _last_event, _last_text
     if isinstance(event, Notice):
-        frame = notice_frame(event)
-        return encode(frame)
+        return encode(notice_frame(event))
     if event is _last_event:
         return _last_text
     frame = event_frame(event)
