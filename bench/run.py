@@ -296,8 +296,9 @@ class Bench:
                         return
                     last = now
 
-            results, cpu, wall = generate(server.pid, protocol_of(kind), "join", clients, spread=self.args.join_spread,
-                                          settle=settle, deadline=self.args.join_settle)
+            with profiled(self.args.profile if kind == "roomsvc" else None, lambda: server.pid, "join"):
+                results, cpu, wall = generate(server.pid, protocol_of(kind), "join", clients,
+                                              spread=self.args.join_spread, settle=settle, deadline=self.args.join_settle)
             views = [v for r in results for v in r["views"]]
             ids = [v[0] for v in views]
             total = sum(oauth_crc(i) for i in ids) & 0xFFFFFFFFFFFF
@@ -305,6 +306,12 @@ class Bench:
                         if size == len(ids) - 1 and digest == (total - oauth_crc(me)) & 0xFFFFFFFFFFFF)
             closed = sum(len(r["closed"]) for r in results)
             failed = sum(r["failed"] for r in results)
+            for r in results:
+                for reason, count in r["reasons"].items():
+                    log(f"    {kind}: {count} joins failed: {reason}")
+                codes = [c for c in r["closed"]]
+                if codes:
+                    log(f"    {kind}: closed by the server with codes {sorted(set(map(str, codes)))}")
             return {"cpu_s": cpu, "closed": closed + failed, "right": right, "joined": len(ids), "wall_s": wall}
         finally:
             server.stop()
@@ -362,14 +369,16 @@ def main() -> None:
     parser.add_argument("--join-spread", type=float, default=3.0, help="seconds over which they join")
     parser.add_argument("--join-settle", type=float, default=20.0, help="at most this long for presence to settle")
     parser.add_argument("--flows", type=int, default=7, help="OAuth flows of each kind in scenario 7")
+    parser.add_argument("--servers", default=",".join(KINDS), help="which of bare,socketio,roomsvc to measure")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     parser.add_argument("--profile", type=Path, default=None,
-                        help="record roomsvc with py-spy during scenarios 1-4 of the first round into this directory")
+                        help="record roomsvc with py-spy during scenarios 1-4 (first round) and 6 into this directory")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.flows = 1, 1.0, 3
         args.connections, args.joiners = min(args.connections, 1000), min(args.joiners, 1000)
     only = {int(x) for x in args.only.split(",") if x.strip()}
+    wanted = tuple(k for k in KINDS if k in args.servers.split(","))
     if not wrk.available():
         raise SystemExit("error [missing_tool]: wrk is not installed: run scripts/setup-system (Debian: apt-get install wrk)")
     started = time.monotonic()
@@ -391,17 +400,21 @@ def main() -> None:
             steps = [s for s in steps if s[0] in only]
             for rnd in range(args.rounds):
                 for number, name, fn, kinds in steps:
+                    kinds = tuple(k for k in kinds if k in wanted)
+                    if not kinds:
+                        continue
                     order = kinds[rnd % len(kinds):] + kinds[:rnd % len(kinds)]
                     for kind in order:
                         log(f"[{time.monotonic() - started:5.0f}s] round {rnd + 1}/{args.rounds} scenario {number} "
                             f"{name} on {kind}")
-                        with profiled(args.profile if kind == "roomsvc" and rnd == 0 else None, bench, name):
+                        with profiled(args.profile if kind == "roomsvc" and rnd == 0 else None,
+                                      lambda: bench.servers["roomsvc"].pid, name):
                             metrics = fn(kind)
                         keep(name, kind, metrics)
                         log("    " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
             for number, name, fn in ((5, "memory", bench.s5_memory), (6, "join", bench.s6_join)):
                 if number in only:
-                    for kind in KINDS:
+                    for kind in wanted:
                         log(f"[{time.monotonic() - started:5.0f}s] scenario {number} {name} on a fresh {kind}")
                         metrics = fn(kind)
                         keep(name, kind, metrics)
@@ -420,19 +433,19 @@ def main() -> None:
     report.write_json(args.out / "latest.json", document)
     drawn = report.chart(rows, args.out / "latest.png",
                          f"roomsvc vs bare aiohttp and python-socketio, {machine['cores']} cores, medians of {args.rounds}")
-    print(f"\nwrote {args.out / 'latest.json'}" + (f" and {args.out / 'latest.png'}" if drawn else " (no chart: matplotlib missing)"))
+    print(f"\nwrote {args.out / 'latest.json'}" + (f" and {args.out / 'latest.png'}" if drawn else " (no chart: matplotlib missing or no ratio measured)"))
     print(f"took {time.monotonic() - started:.0f} s; ratios within this run are what count")
 
 
 @contextlib.contextmanager
-def profiled(directory: Path | None, bench: Bench, name: str) -> Iterator[None]:
+def profiled(directory: Path | None, pid_of: Callable[[], int], name: str) -> Iterator[None]:
     """py-spy (the bench extra) sampling roomsvc while the block runs: an SVG flame graph and
     the collapsed stacks (text) of the scenario in ``directory``."""
     if directory is None:
         yield
         return
     directory.mkdir(parents=True, exist_ok=True)
-    pid = str(bench.servers["roomsvc"].pid)
+    pid = str(pid_of())
     spy = Path(sys.executable).parent / "py-spy"
     procs = [subprocess.Popen([str(spy), "record", "--pid", pid, "--rate", "200", "--format", fmt, "-o",
                                str(directory / f"{name}.{ext}"), "--nonblocking"], stdout=subprocess.DEVNULL,

@@ -174,12 +174,16 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             gap = spec["spread"] / max(1, len(clients))
             t0 = time.monotonic()
 
+            reasons: dict[str, int] = {}
+
             async def join(i: int, c: Client) -> bool:
                 await asyncio.sleep(max(0.0, t0 + i * gap - time.monotonic()))
                 try:
                     await c.connect(session)
                     return True
-                except (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError, AssertionError):
+                except (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError, AssertionError) as exc:
+                    reason = f"{type(exc).__name__}: {str(exc)[:80]}"
+                    reasons[reason] = reasons.get(reason, 0) + 1
                     return False
 
             tasks = [asyncio.ensure_future(join(i, c)) for i, c in enumerate(clients)]
@@ -191,7 +195,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             print(json.dumps({"joined": True}), flush=True)
             await wait_go()  # the controller lets presence settle, then asks for the views
             result = {
-                "failed": failed, "joined_in": joined_in,
+                "failed": failed, "joined_in": joined_in, "reasons": reasons,
                 "closed": [c.close_code for c in clients if c.reader is not None and c.reader.done()],
                 "views": [[c.me, len(c.view), sum(crc(p) for p in c.view) & 0xFFFFFFFFFFFF] for c in clients if c.me],
             }

@@ -7,6 +7,7 @@ Incoming text frames must hold one JSON object with a string ``type``, parsed st
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any, assert_never
 
 from roomsvc import strict_json
@@ -23,7 +24,7 @@ from roomsvc.domain.events import (
     RoomEvent,
     SecretRequested,
 )
-from roomsvc.domain.rooms import Capabilities
+from roomsvc.domain.rooms import Capabilities, Participant
 from roomsvc.errors import InvalidRequest
 from roomsvc.transport.fields import b64
 
@@ -87,6 +88,29 @@ def participant_json(event: ParticipantJoined | ParticipantLeft | ParticipantUpd
     if event is not _last_presence:
         _last_presence, _last_participant = event, encode(event.participant.as_dict())
     return _last_participant
+
+
+#: a present participant's JSON (as in ``welcome``), kept while its attributes are the same
+#: object (every change assigns a new dict): a welcome lists everyone present, and 2,000
+#: joins would otherwise encode two million entries
+_present_json: weakref.WeakKeyDictionary[Participant, tuple[object, str]] = weakref.WeakKeyDictionary()
+
+
+def present_json(participant: Participant) -> str:
+    cached = _present_json.get(participant)
+    if cached is not None and cached[0] is participant.attributes:
+        return cached[1]
+    text = encode(participant.info().as_dict())
+    _present_json[participant] = (participant.attributes, text)
+    return text
+
+
+def welcome_text(me: Participant, others: list[Participant], grants: dict[str, Any]) -> str:
+    """The ``welcome`` frame (docs/protocol.md), the others' entries from :func:`present_json`."""
+    head = encode({"room": me.room, "participant": me.info().as_dict()})[:-1]
+    tail = encode({"grants": grants, "protocol": 1})[1:]
+    listed = ",".join(present_json(p) for p in others)
+    return f'{{"type":"welcome","data":{head},"participants":[{listed}],{tail}}}'
 
 
 def presence_frame(kind: str, participant: str) -> str:

@@ -92,13 +92,8 @@ class NativeSession:
         assert self.participant is not None
         me = self.participant
         self._ctx = Context(self.s, me, self.conn, self.limits)
-        self.conn.send_nowait(codec.encode({"type": "welcome", "data": {
-            "room": me.room,
-            "participant": me.info().as_dict(),
-            "participants": [p.info().as_dict() for p in self.s.rooms.participants(me.room) if p is not me],
-            "grants": {"api": sorted(me.principal.api)},
-            "protocol": 1,
-        }}))
+        others = [p for p in self.s.rooms.participants(me.room) if p is not me]
+        self.conn.send_nowait(codec.welcome_text(me, others, {"api": sorted(me.principal.api)}))
 
     def close(self) -> None:
         self._presence.close()
