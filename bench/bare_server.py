@@ -30,6 +30,14 @@ VALUES = {"github": "gho_" + "x" * 36}
 rooms: dict[str, dict[str, web.WebSocketResponse]] = defaultdict(dict)
 
 
+async def _send(ws: web.WebSocketResponse, text: str) -> None:
+    """Send, ignoring a peer that is going away (its own handler cleans up)."""
+    try:
+        await ws.send_str(text)
+    except (ConnectionError, RuntimeError):
+        pass
+
+
 def _encode(frame: dict) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
@@ -54,7 +62,7 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
     }}))
     joined = _encode({"type": "participant.joined", "data": {"id": me}})
     for other in list(present.values()):
-        await other.send_str(joined)
+        await _send(other, joined)
     present[me] = ws
     try:
         async for msg in ws:
@@ -69,7 +77,7 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
                 n = 0
                 for pid, other in list(present.items()):
                     if pid != me:
-                        await other.send_str(out)
+                        await _send(other, out)
                         n += 1
                 result: dict = {"delivered": n}
             elif kind == "headers.resolve":
@@ -79,13 +87,12 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
             else:
                 result = {}
             if rid is not None:
-                await ws.send_str(_encode({"type": "response", "id": rid, "ok": True, "data": result}))
+                await _send(ws, _encode({"type": "response", "id": rid, "ok": True, "data": result}))
     finally:
         present.pop(me, None)
         left = _encode({"type": "participant.left", "data": {"id": me}})
         for other in list(present.values()):
-            if not other.closed:
-                await other.send_str(left)
+            await _send(other, left)
     return ws
 
 

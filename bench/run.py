@@ -367,7 +367,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2000, help="idle connections of scenario 5")
     parser.add_argument("--joiners", type=int, default=2000, help="participants joining in scenario 6")
     parser.add_argument("--join-spread", type=float, default=3.0, help="seconds over which they join")
-    parser.add_argument("--join-settle", type=float, default=20.0, help="at most this long for presence to settle")
+    parser.add_argument("--join-settle", type=float, default=10.0, help="at most this long for presence to settle")
     parser.add_argument("--flows", type=int, default=7, help="OAuth flows of each kind in scenario 7")
     parser.add_argument("--servers", default=",".join(KINDS), help="which of bare,socketio,roomsvc to measure")
     parser.add_argument("--out", type=Path, default=BENCH / "results")

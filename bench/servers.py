@@ -40,10 +40,11 @@ ROOMSVC_ENV = {
 class Plain:
     """A baseline server script; it prints ``listening on http://127.0.0.1:PORT``."""
 
-    def __init__(self, kind: str, script: str, *args: str) -> None:
+    def __init__(self, kind: str, script: str, log: Path, *args: str) -> None:
         self.kind = kind
-        self.proc = subprocess.Popen([sys.executable, str(BENCH / script), *args], stdout=subprocess.PIPE,
-                                     text=True, cwd=REPO)
+        with open(log, "a") as stderr:
+            self.proc = subprocess.Popen([sys.executable, str(BENCH / script), *args], stdout=subprocess.PIPE,
+                                         stderr=stderr, text=True, cwd=REPO)
         line: list[str] = []
         reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
         reader.start()
@@ -115,7 +116,7 @@ def start(kind: str, tmp: Path, env: dict[str, str] | None = None) -> Any:
     if kind == "roomsvc":
         return Roomsvc(tmp / "data", env)
     if kind == "bare":
-        return Plain("bare", "bare_server.py", str(tmp / "bare"), "bench")
+        return Plain("bare", "bare_server.py", tmp / "bare.log", str(tmp / "bare"), "bench")
     if kind == "socketio":
-        return Plain("socketio", "sio_server.py")
+        return Plain("socketio", "sio_server.py", tmp / "socketio.log")
     raise ValueError(kind)
