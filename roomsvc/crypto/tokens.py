@@ -33,7 +33,7 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 #: tokens whose signature and claims were verified, remembered (issue 12): a socket or a
 #: toolkit sends the same token with every request, and parsing it strictly plus the HMAC
 #: was a fifth of a header resolution. Keyed by the token's SHA-256 (the token itself is
-#: not kept), oldest dropped first; a hit re-checks expiry, and revocation is checked by
+#: not kept), from a token's second use, oldest dropped first; a hit re-checks expiry, and revocation is checked by
 #: the caller on every use as before, so both still take effect at once.
 VERIFIED_CACHE_SIZE = 4096
 
@@ -81,6 +81,7 @@ class TokenVerifier:
         self._leeway = leeway
         self._max_ttl = max_ttl
         self._verified: dict[bytes, dict[str, Any]] = {}
+        self._seen_once: dict[bytes, None] = {}
 
     def verify(self, token: str) -> dict[str, Any]:
         """Check signature and time claims; return the claims.
@@ -100,9 +101,17 @@ class TokenVerifier:
                 raise Unauthenticated("token expired")
             return dict(known)
         claims = self._verify(token)
-        if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            del self._verified[next(iter(self._verified))]
-        self._verified[digest] = claims
+        # remembered from its second use on: a websocket presents its token once, and
+        # keeping the claims of every idle socket's token would cost memory for nothing
+        if digest in self._seen_once:
+            del self._seen_once[digest]
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                del self._verified[next(iter(self._verified))]
+            self._verified[digest] = claims
+        else:
+            if len(self._seen_once) >= VERIFIED_CACHE_SIZE:
+                del self._seen_once[next(iter(self._seen_once))]
+            self._seen_once[digest] = None
         return dict(claims)
 
     def _verify(self, token: str) -> dict[str, Any]:

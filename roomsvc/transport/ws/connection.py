@@ -39,7 +39,11 @@ class Connection:
         transport: Any = None,
     ) -> None:
         self.ws = ws
-        self._queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=max_queue)
+        self._max_queue = max_queue
+        #: created, with the writer task, the first time a frame has to wait (issue 12:
+        #: an idle connection holds neither, which is a tenth of its memory)
+        self._queue: asyncio.Queue[Frame | None] | None = None
+        self._started = False
         self._send_timeout = send_timeout
         self._transport = transport
         self._slots = asyncio.Semaphore(max_concurrent)
@@ -58,7 +62,14 @@ class Connection:
     # -- life cycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="ws-writer")
+        """The socket is prepared: frames may be written from now on."""
+        self._started = True
+        if self._queue is not None and not self._queue.empty():
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="ws-writer")
 
     def close_after(self, delay: float, code: int, reason: str) -> None:
         """Close the socket ``delay`` seconds from now (one timer; a later call replaces it)."""
@@ -103,9 +114,15 @@ class Connection:
     def send_nowait(self, frame: Frame) -> None:
         if self.closing:
             return
-        if self._idle and self._queue.empty() and self._room_for(frame):
-            self._write_now(frame)  # nothing ahead of it: no trip through the writer task
+        nothing_ahead = self._started and (self._idle if self._writer is not None else True) and (
+            self._queue is None or self._queue.empty())
+        if nothing_ahead and self._room_for(frame):
+            self._write_now(frame)  # no trip through the writer task
             return
+        if self._queue is None:
+            self._queue = asyncio.Queue(maxsize=self._max_queue)
+        if self._started:
+            self._start_writer()
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
@@ -158,6 +175,7 @@ class Connection:
     async def _write_loop(self) -> None:
         while True:
             self._idle = True
+            assert self._queue is not None
             frame = await self._queue.get()
             self._idle = False
             if frame is None:
