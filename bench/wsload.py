@@ -190,6 +190,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             done, pending = await asyncio.wait(tasks, timeout=spec["spread"] + spec.get("deadline", 30.0))
             for t in pending:
                 t.cancel()
+            if pending:
+                reasons["not connected by the deadline"] = len(pending)
             failed = len(pending) + sum(1 for t in done if not t.result())
             joined_in = time.monotonic() - t0
             print(json.dumps({"joined": True}), flush=True)
@@ -229,7 +231,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 raise SystemExit(f"unknown mode {mode}")
         closing = [asyncio.ensure_future(c.ws.close()) for c in clients if c.ws is not None]
         if closing:
-            await asyncio.wait(closing, timeout=5)
+            await asyncio.wait(closing, timeout=2)
     return result
 
 
