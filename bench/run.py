@@ -298,7 +298,7 @@ class Bench:
 
             with profiled(self.args.profile if kind == "roomsvc" else None, lambda: server.pid, "join"):
                 results, cpu, wall = generate(server.pid, protocol_of(kind), "join", clients,
-                                              spread=self.args.join_spread, settle=settle, deadline=self.args.join_settle)
+                                              spread=self.args.join_spread, settle=settle, deadline=self.args.join_deadline)
             views = [v for r in results for v in r["views"]]
             ids = [v[0] for v in views]
             total = sum(oauth_crc(i) for i in ids) & 0xFFFFFFFFFFFF
@@ -368,6 +368,8 @@ def main() -> None:
     parser.add_argument("--joiners", type=int, default=2000, help="participants joining in scenario 6")
     parser.add_argument("--join-spread", type=float, default=3.0, help="seconds over which they join")
     parser.add_argument("--join-settle", type=float, default=6.0, help="at most this long for presence to settle")
+    parser.add_argument("--join-deadline", type=float, default=12.0,
+                        help="seconds after the join window by which every participant must be in")
     parser.add_argument("--flows", type=int, default=7, help="OAuth flows of each kind in scenario 7")
     parser.add_argument("--servers", default=",".join(KINDS), help="which of bare,socketio,roomsvc to measure")
     parser.add_argument("--out", type=Path, default=BENCH / "results")

@@ -115,3 +115,20 @@ async def test_the_client_library_expands_coalesced_frames(slow_window: Server) 
         for other in others:
             await other.close()
         await conn.close()
+
+
+async def test_an_update_then_a_leave_in_one_window_are_both_announced(slow_window: Server) -> None:
+    room = "netting"
+    watcher = await RawWatcher.connect(slow_window, "watcher", room)
+    mover = await NativeClient.connect(slow_window.ws_url(room), slow_window.token("mover", room))
+    try:
+        assert (await watcher.frame())["type"] == "participant.joined"  # at once; the window opens
+        await mover.request("participant.set_attributes", {"attributes": {"mood": "leaving"}})
+        await mover.close()
+        changed = await watcher.frame(timeout=10)
+        assert changed["type"] == "participants.changed", changed
+        assert changed["data"]["joined"] == []
+        assert [(p["id"], p["attributes"]) for p in changed["data"]["updated"]] == [(mover.participant_id, {"mood": "leaving"})]
+        assert [p["id"] for p in changed["data"]["left"]] == [mover.participant_id]
+    finally:
+        await watcher.close()
