@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -301,15 +302,15 @@ class Bench:
                                               spread=self.args.join_spread, settle=settle, deadline=self.args.join_deadline)
             views = [v for r in results for v in r["views"]]
             ids = [v[0] for v in views]
-            total = sum(oauth_crc(i) for i in ids) & 0xFFFFFFFFFFFF
+            total = sum(id_crc(i) for i in ids) & 0xFFFFFFFFFFFF
             right = sum(1 for me, size, digest in views
-                        if size == len(ids) - 1 and digest == (total - oauth_crc(me)) & 0xFFFFFFFFFFFF)
+                        if size == len(ids) - 1 and digest == (total - id_crc(me)) & 0xFFFFFFFFFFFF)
             closed = sum(len(r["closed"]) for r in results)
             failed = sum(r["failed"] for r in results)
             for r in results:
                 for reason, count in r["reasons"].items():
                     log(f"    {kind}: {count} joins failed: {reason}")
-                codes = [c for c in r["closed"]]
+                codes = r["closed"]
                 if codes:
                     log(f"    {kind}: closed by the server with codes {sorted(set(map(str, codes)))}")
             return {"cpu_s": cpu, "closed": closed + failed, "right": right, "joined": len(ids), "wall_s": wall}
@@ -324,8 +325,8 @@ class Bench:
                                                lambda t: log(f"    {t}")))
 
 
-def oauth_crc(pid: str) -> int:
-    import zlib
+def id_crc(pid: str) -> int:
+    """The participant id's digest, as bench/wsload.py sums them into a view's digest."""
     return zlib.crc32(pid.encode())
 
 
