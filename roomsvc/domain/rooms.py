@@ -16,6 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 from roomsvc.clock import Clock
+from roomsvc.domain.cluster import (
+    BusEvent,
+    LocalBus,
+    NodeGone,
+    RemoteJoined,
+    RemoteLeft,
+    RemoteMessage,
+    RemoteUpdated,
+    RoomBus,
+)
 from roomsvc.domain.events import (
     CallReceived,
     MessageReceived,
@@ -91,6 +101,18 @@ class _PendingCall:
     future: asyncio.Future[Any]
 
 
+class _RemoteSink:
+    """The sink of a participant connected to another node: a message to it goes over the
+    bus; other events are the other node's to deliver (it sees the same room)."""
+
+    def __init__(self, bus: RoomBus, room: RoomName, participant_id: ParticipantId) -> None:
+        self._bus, self._room, self._id = bus, room, participant_id
+
+    def deliver(self, event: RoomEvent) -> None:
+        if isinstance(event, MessageReceived):
+            self._bus.publish(RemoteMessage(self._bus.node_id, self._room, self._id, event))
+
+
 LeaveHook = Callable[[Participant], Awaitable[None] | None]
 
 
@@ -108,7 +130,12 @@ class RoomService:
         limiter: RateLimiter | None = None,
         max_attributes: int = 64,
         max_attributes_size: int = 16384,
+        bus: RoomBus | None = None,
     ) -> None:
+        self._bus: RoomBus = bus or LocalBus()
+        #: participants connected to other nodes (issue 15), by room, with the node holding each
+        self._remote: dict[RoomName, dict[ParticipantId, Participant]] = defaultdict(dict)
+        self._remote_node: dict[ParticipantId, str] = {}
         self._limiter = limiter or RateLimiter.off()
         self._rooms = rooms
         self._clock = clock
@@ -156,6 +183,7 @@ class RoomService:
         """
         if principal.room is None:
             raise PermissionDenied("this token has no room grant")
+        self._check_bus()
         room = principal.room
         if self._per_identity[principal.identity] >= self._max_per_identity:
             raise TooManyConnections(
@@ -166,7 +194,7 @@ class RoomService:
                 raise NotFound(f"room {room!r} does not exist; an operator must create it first")
             await self._rooms.ensure_room(room, created_at=self._clock.now())
         present = self._present[room]
-        if len(present) >= self._max_participants:
+        if len(present) + len(self._remote.get(room, {})) >= self._max_participants:
             raise Overloaded(f"room {room!r} is full")
         # re-check after the awaits above: another join of the same identity may have landed
         if self._per_identity[principal.identity] >= self._max_per_identity:
@@ -186,6 +214,7 @@ class RoomService:
         present[participant.id] = participant
         self._per_identity[principal.identity] += 1
         self._fan_out(participant, ParticipantJoined(participant.info()))
+        self._bus.publish(RemoteJoined(self._bus.node_id, room, participant.info()))
         return participant
 
     def on_leave(self, hook: LeaveHook) -> None:
@@ -207,13 +236,35 @@ class RoomService:
             if call.caller is participant or call.target is participant:
                 self._calls.pop(call_id, None)
         self._fan_out(participant, ParticipantLeft(participant.info()))
+        self._bus.publish(RemoteLeft(self._bus.node_id, participant.room, participant.id))
         for hook in self._leave_hooks:
             result = hook(participant)
             if result is not None:
                 await result
 
     def participants(self, room: RoomName) -> list[Participant]:
+        """Everyone present in the room: on this node, then on the other nodes."""
+        return [*self._present.get(room, {}).values(), *self._remote.get(room, {}).values()]
+
+    def local_participants(self, room: RoomName) -> list[Participant]:
+        """The participants connected to this node."""
         return list(self._present.get(room, {}).values())
+
+    def is_remote(self, participant: Participant) -> bool:
+        return participant.id in self._remote_node
+
+    def local_rooms(self) -> list[tuple[RoomName, ParticipantInfo]]:
+        """Every participant of this node and its room (what the bus announces again
+        after this node was cut off from the others)."""
+        return [(p.room, p.info()) for room in self._present.values() for p in room.values()]
+
+    def remote_nodes(self) -> set[str]:
+        """The other nodes that hold someone present here."""
+        return set(self._remote_node.values())
+
+    def unavailable(self) -> str | None:
+        """Why this node admits nobody now (it lost the cluster's bus), or None."""
+        return self._bus.unavailable()
 
     def find(self, room: RoomName, participant_id: str) -> Participant:
         """The participant with that id in that room.
@@ -222,6 +273,8 @@ class RoomService:
             NotFound: nobody with that id is present in the room.
         """
         found = self._present.get(room, {}).get(ParticipantId(participant_id))
+        if found is None:
+            found = self._remote.get(room, {}).get(ParticipantId(participant_id))
         if found is None:
             raise NotFound(f"no participant {participant_id!r} in this room")
         return found
@@ -239,6 +292,7 @@ class RoomService:
         merged = self._check_attributes({**participant.attributes, **_attributes(attributes)})
         participant.attributes = merged
         self._fan_out(participant, ParticipantUpdated(participant.info()), include_self=True)
+        self._bus.publish(RemoteUpdated(self._bus.node_id, participant.room, participant.info()))
 
     # -- messages -------------------------------------------------------------------
 
@@ -258,15 +312,29 @@ class RoomService:
     ) -> int:
         self._limiter.check(MESSAGES, sender.room, sender.identity)
         event = MessageReceived(sender.info(), _check_type(message_type), body, attachment, broadcast=True)
-        return self._fan_out(sender, event)
+        remote = self._remote.get(sender.room)
+        if remote:
+            self._bus.publish(RemoteMessage(self._bus.node_id, sender.room, None, event))
+        return self._fan_out(sender, event) + len(remote or ())
 
     def notify(self, participant: Participant, notice: Notice) -> None:
+        """Deliver a notice (a secret or consent request, its end) to one participant.
+
+        Raises:
+            Overloaded: the participant is connected to another node; requests between
+                nodes are not carried yet (docs/scale.md).
+        """
+        if self.is_remote(participant):
+            raise Overloaded(
+                f"participant {participant.id!r} is connected to another roomsvc node; "
+                "requests to it must be made from that node (docs/scale.md)"
+            )
         participant.sink.deliver(notice)
 
     def notify_identity(self, room: RoomName, identity: Identity, notice: Notice) -> int:
         """Deliver a notice to every connection of one identity in a room."""
         count = 0
-        for p in self.participants(room):
+        for p in self.local_participants(room):
             if p.identity == identity:
                 p.sink.deliver(notice)
                 count += 1
@@ -284,6 +352,10 @@ class RoomService:
         """
         self._limiter.check(MESSAGES, caller.room, caller.identity)
         target = self.find(caller.room, to)
+        if self.is_remote(target):
+            raise Overloaded(
+                f"participant {to!r} is connected to another roomsvc node; calls between nodes are not carried yet"
+            )
         call_id = secrets.token_urlsafe(12)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls[call_id] = _PendingCall(caller, target, future)
@@ -305,6 +377,65 @@ class RoomService:
             else:
                 call.future.set_result(body)
 
+    # -- events from the other nodes (issue 15) ---------------------------------------------
+
+    def receive(self, event: BusEvent) -> None:
+        """Apply what happened on another node and tell this node's participants."""
+        if isinstance(event, RemoteMessage):
+            if event.to is None:
+                for p in self.local_participants(event.room):
+                    p.sink.deliver(event.message)
+            else:
+                target = self._present.get(event.room, {}).get(event.to)
+                if target is not None:
+                    target.sink.deliver(event.message)
+        elif isinstance(event, (RemoteJoined, RemoteUpdated)):
+            info = event.participant
+            room = self._remote[event.room]
+            known = room.get(info.id)
+            if known is None:
+                room[info.id] = self._remote_participant(event.room, info)
+                self._remote_node[info.id] = event.node
+                self._tell_local(event.room, ParticipantJoined(info))
+            elif dict(known.attributes) != dict(info.attributes):
+                known.attributes = dict(info.attributes)
+                self._tell_local(event.room, ParticipantUpdated(info))
+        elif isinstance(event, RemoteLeft):
+            self._remote_left(event.room, event.participant_id)
+        elif isinstance(event, NodeGone):
+            for room_name, room in list(self._remote.items()):
+                for pid in [pid for pid in room if self._remote_node.get(pid) == event.node]:
+                    self._remote_left(room_name, pid)
+
+    def _remote_participant(self, room: RoomName, info: ParticipantInfo) -> Participant:
+        principal = Principal(identity=info.identity, role=info.role, room=room)
+        return Participant(
+            id=info.id, room=room, principal=principal, sink=_RemoteSink(self._bus, room, info.id),
+            attributes=dict(info.attributes), protocol=info.protocol,
+        )
+
+    def _remote_left(self, room_name: RoomName, participant_id: ParticipantId) -> None:
+        room = self._remote.get(room_name, {})
+        gone = room.pop(participant_id, None)
+        self._remote_node.pop(participant_id, None)
+        if not room:
+            self._remote.pop(room_name, None)
+        if gone is not None:
+            self._tell_local(room_name, ParticipantLeft(gone.info()))
+            for call_id, call in list(self._calls.items()):
+                if call.target is gone and not call.future.done():
+                    call.future.set_exception(NotFound("the participant called has left the room"))
+                    self._calls.pop(call_id, None)
+
+    def _tell_local(self, room: RoomName, event: RoomEvent) -> None:
+        for p in self.local_participants(room):
+            p.sink.deliver(event)
+
+    def _check_bus(self) -> None:
+        reason = self._bus.unavailable()
+        if reason is not None:
+            raise Overloaded(f"{reason}: this node admits nobody until it reaches the other nodes again")
+
     # -- internals ------------------------------------------------------------------
 
     def _check_attributes(self, attributes: dict[str, Any]) -> dict[str, Any]:
@@ -321,7 +452,7 @@ class RoomService:
 
     def _fan_out(self, sender: Participant, event: RoomEvent, *, include_self: bool = False) -> int:
         count = 0
-        for p in self.participants(sender.room):
+        for p in self.local_participants(sender.room):
             if p is sender and not include_self:
                 continue
             p.sink.deliver(event)

@@ -1,0 +1,85 @@
+"""The port between the rooms of this node and the rooms of the other nodes (issue 15).
+
+A :class:`RoomBus` carries what happens in a room to every other node: joins, leaves and
+attribute updates (presence), and messages (broadcasts and messages to one participant on
+another node). Events from the other nodes come back through
+:meth:`roomsvc.domain.rooms.RoomService.receive`. One node alone uses :class:`LocalBus`,
+which carries nothing, so a single node behaves exactly as it does without a cluster.
+
+The Redis adapter (roomsvc/integrations/redis_bus.py) keeps the order of what one node
+publishes, so messages arrive in order per sender.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Union
+
+from roomsvc.domain.events import MessageReceived, ParticipantInfo
+from roomsvc.ids import ParticipantId, RoomName
+
+
+@dataclass(frozen=True)
+class RemoteJoined:
+    node: str
+    room: RoomName
+    participant: ParticipantInfo
+
+
+@dataclass(frozen=True)
+class RemoteUpdated:
+    node: str
+    room: RoomName
+    participant: ParticipantInfo
+
+
+@dataclass(frozen=True)
+class RemoteLeft:
+    node: str
+    room: RoomName
+    participant_id: ParticipantId
+
+
+@dataclass(frozen=True)
+class RemoteMessage:
+    """A message sent on ``node``: to one participant (``to``) or to the room (``to`` None)."""
+
+    node: str
+    room: RoomName
+    to: ParticipantId | None
+    message: MessageReceived
+
+
+@dataclass(frozen=True)
+class NodeGone:
+    """``node`` stopped answering (its heartbeat expired): its participants have left."""
+
+    node: str
+
+
+BusEvent = Union[RemoteJoined, RemoteUpdated, RemoteLeft, RemoteMessage, NodeGone]
+
+
+class RoomBus(Protocol):
+    """Carries this node's room events to the other nodes."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    def publish(self, event: BusEvent) -> None:
+        """Queue an event for the other nodes, in order; never blocks."""
+
+    def unavailable(self) -> str | None:
+        """Why this node may not admit participants now (cut off from the others), or None."""
+
+
+class LocalBus:
+    """One node: nothing to carry, always available."""
+
+    node_id = "local"
+
+    def publish(self, event: BusEvent) -> None:
+        return None
+
+    def unavailable(self) -> str | None:
+        return None
