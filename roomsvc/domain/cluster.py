@@ -51,13 +51,33 @@ class RemoteMessage:
 
 
 @dataclass(frozen=True)
+class RemoteRequestEnded:
+    """A request addressed to ``participant_id`` (connected to the receiving node) ended."""
+
+    node: str
+    room: RoomName
+    participant_id: ParticipantId
+    request_id: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class RequestCompleted:
+    """A pending request (an OAuth consent flow) ended on ``node``; the node whose
+    requester waits for it reads the outcome from the shared database."""
+
+    node: str
+    request_id: str
+
+
+@dataclass(frozen=True)
 class NodeGone:
     """``node`` stopped answering (its heartbeat expired): its participants have left."""
 
     node: str
 
 
-BusEvent = Union[RemoteJoined, RemoteUpdated, RemoteLeft, RemoteMessage, NodeGone]
+BusEvent = Union[RemoteJoined, RemoteUpdated, RemoteLeft, RemoteMessage, RemoteRequestEnded, RequestCompleted, NodeGone]
 
 
 class RoomBus(Protocol):

@@ -23,7 +23,9 @@ from roomsvc.domain.cluster import (
     RemoteJoined,
     RemoteLeft,
     RemoteMessage,
+    RemoteRequestEnded,
     RemoteUpdated,
+    RequestCompleted,
     RoomBus,
 )
 from roomsvc.domain.events import (
@@ -34,6 +36,7 @@ from roomsvc.domain.events import (
     ParticipantJoined,
     ParticipantLeft,
     ParticipantUpdated,
+    RequestEnded,
     RoomEvent,
 )
 from roomsvc.domain.ports import RoomRecord, RoomRepository
@@ -114,6 +117,7 @@ class _RemoteSink:
 
 
 LeaveHook = Callable[[Participant], Awaitable[None] | None]
+CompletionHook = Callable[[str], None]
 
 
 class RoomService:
@@ -148,6 +152,7 @@ class RoomService:
         self._per_identity: dict[Identity, int] = defaultdict(int)
         self._calls: dict[str, _PendingCall] = {}
         self._leave_hooks: list[LeaveHook] = []
+        self._completion_hooks: list[CompletionHook] = []
 
     # -- rooms ----------------------------------------------------------------------
 
@@ -324,6 +329,11 @@ class RoomService:
             Overloaded: the participant is connected to another node; requests between
                 nodes are not carried yet (docs/scale.md).
         """
+        if self.is_remote(participant) and isinstance(notice, RequestEnded):
+            self._bus.publish(RemoteRequestEnded(
+                self._bus.node_id, participant.room, participant.id, notice.request_id, notice.outcome
+            ))
+            return
         if self.is_remote(participant):
             raise Overloaded(
                 f"participant {participant.id!r} is connected to another roomsvc node; "
@@ -402,10 +412,25 @@ class RoomService:
                 self._tell_local(event.room, ParticipantUpdated(info))
         elif isinstance(event, RemoteLeft):
             self._remote_left(event.room, event.participant_id)
+        elif isinstance(event, RemoteRequestEnded):
+            target = self._present.get(event.room, {}).get(event.participant_id)
+            if target is not None:
+                target.sink.deliver(RequestEnded(event.request_id, event.outcome))
+        elif isinstance(event, RequestCompleted):
+            for hook in self._completion_hooks:
+                hook(event.request_id)
         elif isinstance(event, NodeGone):
             for room_name, room in list(self._remote.items()):
                 for pid in [pid for pid in room if self._remote_node.get(pid) == event.node]:
                     self._remote_left(room_name, pid)
+
+    def announce_completion(self, request_id: str) -> None:
+        """Tell the other nodes that a pending request ended here (its requester may wait there)."""
+        self._bus.publish(RequestCompleted(self._bus.node_id, request_id))
+
+    def on_completion(self, hook: CompletionHook) -> None:
+        """Run ``hook(request_id)`` when another node says a pending request ended."""
+        self._completion_hooks.append(hook)
 
     def _remote_participant(self, room: RoomName, info: ParticipantInfo) -> Participant:
         principal = Principal(identity=info.identity, role=info.role, room=room)

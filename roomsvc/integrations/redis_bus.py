@@ -32,7 +32,9 @@ from roomsvc.domain.cluster import (
     RemoteJoined,
     RemoteLeft,
     RemoteMessage,
+    RemoteRequestEnded,
     RemoteUpdated,
+    RequestCompleted,
 )
 from roomsvc.domain.events import MessageReceived, ParticipantInfo
 from roomsvc.domain.rooms import RoomService
@@ -323,6 +325,11 @@ def _encode(event: BusEvent) -> dict[str, Any]:
         return {"k": "updated", "n": event.node, "r": event.room, "p": _info(event.participant)}
     if isinstance(event, RemoteLeft):
         return {"k": "left", "n": event.node, "r": event.room, "id": event.participant_id}
+    if isinstance(event, RemoteRequestEnded):
+        return {"k": "ended", "n": event.node, "r": event.room, "to": event.participant_id,
+                "req": event.request_id, "o": event.outcome}
+    if isinstance(event, RequestCompleted):
+        return {"k": "completed", "n": event.node, "req": event.request_id}
     return {"k": "gone", "n": event.node}
 
 
@@ -339,6 +346,10 @@ def _decode(doc: dict[str, Any]) -> BusEvent:
         return RemoteUpdated(node, room, _parse_info(doc["p"]))
     if kind == "left":
         return RemoteLeft(node, room, ParticipantId(doc["id"]))
+    if kind == "ended":
+        return RemoteRequestEnded(node, room, ParticipantId(doc["to"]), str(doc["req"]), str(doc["o"]))
+    if kind == "completed":
+        return RequestCompleted(node, str(doc["req"]))
     raise ValueError(f"unknown event kind {kind!r}")
 
 
