@@ -398,6 +398,7 @@ def _services(
             rooms=rooms, secrets=uncharged, auditor=auditor, default_timeout=o.flow_timeout,
             max_timeout=o.max_flow_timeout, min_timeout=o.min_flow_timeout,
             max_pending_per_identity=o.max_pending_per_identity, limiter=limiter,
+            cipher=cipher if bus is not None else None,  # issue 15: answers sealed between nodes
         ),
         audit_pruner=AuditPruner(
             repo=store, auditor=auditor, clock=clock, retention=settings.secrets.audit_retention,

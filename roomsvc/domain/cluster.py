@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Union
 
-from roomsvc.domain.events import MessageReceived, ParticipantInfo
+from roomsvc.domain.events import MessageReceived, ParticipantInfo, SecretRequested
+from roomsvc.domain.ports import EncryptedBlob
 from roomsvc.ids import ParticipantId, RoomName
 
 
@@ -62,6 +63,27 @@ class RemoteRequestEnded:
 
 
 @dataclass(frozen=True)
+class RemoteSecretRequest:
+    """A participant on ``node`` asks one on the receiving node for a secret."""
+
+    node: str
+    room: RoomName
+    notice: SecretRequested
+
+
+@dataclass(frozen=True)
+class SecretAnswered:
+    """The participant asked answered on ``node``: ``provided`` with the value sealed under
+    the vault's active key (never in the clear on the bus), or ``rejected`` with a reason."""
+
+    node: str
+    request_id: str
+    outcome: str
+    sealed: EncryptedBlob | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class RequestCompleted:
     """A pending request (an OAuth consent flow) ended on ``node``; the node whose
     requester waits for it reads the outcome from the shared database."""
@@ -77,7 +99,10 @@ class NodeGone:
     node: str
 
 
-BusEvent = Union[RemoteJoined, RemoteUpdated, RemoteLeft, RemoteMessage, RemoteRequestEnded, RequestCompleted, NodeGone]
+BusEvent = Union[
+    RemoteJoined, RemoteUpdated, RemoteLeft, RemoteMessage, RemoteRequestEnded, RemoteSecretRequest, SecretAnswered,
+    RequestCompleted, NodeGone,
+]
 
 
 class RoomBus(Protocol):

@@ -24,9 +24,11 @@ from roomsvc.domain.cluster import (
     RemoteLeft,
     RemoteMessage,
     RemoteRequestEnded,
+    RemoteSecretRequest,
     RemoteUpdated,
     RequestCompleted,
     RoomBus,
+    SecretAnswered,
 )
 from roomsvc.domain.events import (
     CallReceived,
@@ -38,6 +40,7 @@ from roomsvc.domain.events import (
     ParticipantUpdated,
     RequestEnded,
     RoomEvent,
+    SecretRequested,
 )
 from roomsvc.domain.ports import RoomRecord, RoomRepository
 from roomsvc.domain.principal import Principal
@@ -118,6 +121,9 @@ class _RemoteSink:
 
 LeaveHook = Callable[[Participant], Awaitable[None] | None]
 CompletionHook = Callable[[str], None]
+#: issue 15: secret requests between nodes (kept by SecretRequestService)
+SecretRequestHook = Callable[[Participant, SecretRequested], None]
+SecretAnswerHook = Callable[[SecretAnswered], None]
 
 
 class RoomService:
@@ -153,6 +159,8 @@ class RoomService:
         self._calls: dict[str, _PendingCall] = {}
         self._leave_hooks: list[LeaveHook] = []
         self._completion_hooks: list[CompletionHook] = []
+        self._secret_request_hooks: list[SecretRequestHook] = []
+        self._secret_answer_hooks: list[SecretAnswerHook] = []
 
     # -- rooms ----------------------------------------------------------------------
 
@@ -255,6 +263,10 @@ class RoomService:
         """The participants connected to this node."""
         return list(self._present.get(room, {}).values())
 
+    @property
+    def node_id(self) -> str:
+        return self._bus.node_id
+
     def is_remote(self, participant: Participant) -> bool:
         return participant.id in self._remote_node
 
@@ -333,6 +345,9 @@ class RoomService:
             self._bus.publish(RemoteRequestEnded(
                 self._bus.node_id, participant.room, participant.id, notice.request_id, notice.outcome
             ))
+            return
+        if self.is_remote(participant) and isinstance(notice, SecretRequested):
+            self._bus.publish(RemoteSecretRequest(self._bus.node_id, participant.room, notice))
             return
         if self.is_remote(participant):
             raise Overloaded(
@@ -416,6 +431,15 @@ class RoomService:
             target = self._present.get(event.room, {}).get(event.participant_id)
             if target is not None:
                 target.sink.deliver(RequestEnded(event.request_id, event.outcome))
+        elif isinstance(event, RemoteSecretRequest):
+            asked = self._present.get(event.room, {}).get(event.notice.participant_id)
+            if asked is not None:
+                for secret_hook in self._secret_request_hooks:
+                    secret_hook(asked, event.notice)
+                asked.sink.deliver(event.notice)
+        elif isinstance(event, SecretAnswered):
+            for answer_hook in self._secret_answer_hooks:
+                answer_hook(event)
         elif isinstance(event, RequestCompleted):
             for hook in self._completion_hooks:
                 hook(event.request_id)
@@ -427,6 +451,17 @@ class RoomService:
     def announce_completion(self, request_id: str) -> None:
         """Tell the other nodes that a pending request ended here (its requester may wait there)."""
         self._bus.publish(RequestCompleted(self._bus.node_id, request_id))
+
+    def announce_secret_answer(self, answer: SecretAnswered) -> None:
+        """Send the answer to a secret request made on another node to that node."""
+        self._bus.publish(answer)
+
+    def on_secret_request(self, hook: SecretRequestHook) -> None:
+        """Run ``hook(target, notice)`` when a participant of this node is asked from another node."""
+        self._secret_request_hooks.append(hook)
+
+    def on_secret_answer(self, hook: SecretAnswerHook) -> None:
+        self._secret_answer_hooks.append(hook)
 
     def on_completion(self, hook: CompletionHook) -> None:
         """Run ``hook(request_id)`` when another node says a pending request ended."""

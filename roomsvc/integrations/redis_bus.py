@@ -33,10 +33,13 @@ from roomsvc.domain.cluster import (
     RemoteLeft,
     RemoteMessage,
     RemoteRequestEnded,
+    RemoteSecretRequest,
     RemoteUpdated,
     RequestCompleted,
+    SecretAnswered,
 )
-from roomsvc.domain.events import MessageReceived, ParticipantInfo
+from roomsvc.domain.events import MessageReceived, ParticipantInfo, SecretRequested
+from roomsvc.domain.ports import EncryptedBlob
 from roomsvc.domain.rooms import RoomService
 from roomsvc.errors import DependencyMissing
 from roomsvc.ids import Identity, ParticipantId, RoomName
@@ -330,6 +333,16 @@ def _encode(event: BusEvent) -> dict[str, Any]:
                 "req": event.request_id, "o": event.outcome}
     if isinstance(event, RequestCompleted):
         return {"k": "completed", "n": event.node, "req": event.request_id}
+    if isinstance(event, RemoteSecretRequest):
+        q = event.notice
+        return {"k": "secret_request", "n": event.node, "r": event.room, "q": {
+            "id": q.request_id, "url": q.url, "type": q.type, "to": q.participant_id, "timeout": q.timeout,
+            "delegate_to": q.delegate_to, "requester": _info(q.requester), "owner": q.owner, "usable_by": list(q.usable_by),
+        }}
+    if isinstance(event, SecretAnswered):
+        sealed = event.sealed
+        return {"k": "secret_answer", "n": event.node, "req": event.request_id, "o": event.outcome, "why": event.reason,
+                "sealed": None if sealed is None else [sealed.kek_id, _b64(sealed.wrapped_dek), _b64(sealed.ciphertext)]}
     return {"k": "gone", "n": event.node}
 
 
@@ -350,7 +363,22 @@ def _decode(doc: dict[str, Any]) -> BusEvent:
         return RemoteRequestEnded(node, room, ParticipantId(doc["to"]), str(doc["req"]), str(doc["o"]))
     if kind == "completed":
         return RequestCompleted(node, str(doc["req"]))
+    if kind == "secret_request":
+        q = doc["q"]
+        return RemoteSecretRequest(node, room, SecretRequested(
+            request_id=str(q["id"]), url=str(q["url"]), type=str(q["type"]), participant_id=ParticipantId(q["to"]),
+            timeout=float(q["timeout"]), delegate_to=Identity(q["delegate_to"]) if q.get("delegate_to") else None,
+            requester=_parse_info(q["requester"]), owner=Identity(q["owner"]), usable_by=tuple(q["usable_by"]),
+        ))
+    if kind == "secret_answer":
+        s = doc.get("sealed")
+        blob = None if s is None else EncryptedBlob(str(s[0]), base64.b64decode(s[1]), base64.b64decode(s[2]))
+        return SecretAnswered(node, str(doc["req"]), str(doc["o"]), blob, str(doc.get("why") or ""))
     raise ValueError(f"unknown event kind {kind!r}")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def _safe_url(url: str) -> str:

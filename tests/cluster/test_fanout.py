@@ -1,7 +1,7 @@
 """Rooms across nodes (issue 15): two real roomsvc processes on one PostgreSQL database,
 joined over the real Redis. Participants on either node see everyone, messages cross in
 order per sender (native and MeshAgent clients mixed), a revocation on A closes B's
-sockets, a secret written on A is read on B, and a killed node's participants leave."""
+sockets, a secret written on A is read on B, a killed node's participants leave, and a secret request made on A is answered on B."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio
 
 from roomsvc.transport.meshagent.packing import EmptyContent, JsonContent, unpack
 from tests.cluster.conftest import Cluster
-from tests.cluster.nodes import BOUND, cluster_env, start_node
+from tests.cluster.nodes import BOUND, REDIS_URL, cluster_env, start_node
 from tests.meshagent.raw_client import RawClient
 from tests.storage.test_postgres_nodes import ready
 from tests.support.native_client import NativeClient, ResponseError
@@ -202,3 +203,55 @@ async def _next_message(client: NativeClient, message_type: str) -> dict[str, An
         frame = await client.next_event("message", timeout=WAIT)
         if frame["data"]["message_type"] == message_type:
             return frame
+
+
+async def test_a_secret_request_from_a_answered_on_b_completes_on_a_sealed_on_the_bus(cluster: Cluster) -> None:
+    room = "ask-room"
+    canary = "canary-provided-across-nodes-9931"
+    agent = await NativeClient.connect(cluster.a.ws_url(room), cluster.a.token("asker", room, api=("secrets",), role="agent"))
+    person = await native(cluster.b, room, "answerer", "secrets")
+    other = await native(cluster.b, room, "meddler", "secrets")
+    listener = redis.asyncio.Redis.from_url(REDIS_URL)
+    bus = listener.pubsub()
+    await bus.subscribe(f"{cluster.prefix}:events")
+    try:
+        await until(lambda: _lists_all(agent, {person.participant_id}), "A lists the person on B", within=WAIT)
+        ask = {"url": "secret://db", "type": "text/plain", "from_participant_id": person.participant_id, "timeout": 15}
+        task = asyncio.get_running_loop().create_task(agent.request("secrets.request_secret", ask, timeout=20))
+        push = (await person.next_event("secrets.request_secret", timeout=WAIT))["data"]
+        assert push["from"]["identity"] == "asker"
+        # only the participant asked may answer, on its own node too
+        with pytest.raises(ResponseError) as refused:
+            await other.request("secrets.provide_secret", {"request_id": push["request_id"], "text": "evil"})
+        assert refused.value.name == "not_found"
+        await person.request("secrets.provide_secret", {"request_id": push["request_id"], "text": canary})
+        result = await asyncio.wait_for(task, WAIT)
+        assert base64.b64decode(result["value"]) == canary.encode()
+        assert (await person.next_event("secrets.request_ended", timeout=WAIT))["data"]["outcome"] == "provided"
+        # answering again finds nothing
+        with pytest.raises(ResponseError):
+            await person.request("secrets.provide_secret", {"request_id": push["request_id"], "text": "again"})
+        # a rejection crosses too
+        task = asyncio.get_running_loop().create_task(agent.request("secrets.request_secret", ask, timeout=20))
+        push = (await person.next_event("secrets.request_secret", timeout=WAIT))["data"]
+        await person.request("secrets.reject_secret", {"request_id": push["request_id"], "error": "not today"})
+        with pytest.raises(ResponseError) as rejected:
+            await asyncio.wait_for(task, WAIT)
+        assert rejected.value.name == "rejected" and "not today" in str(rejected.value)
+        # the value crossed sealed: it never appeared on the bus in the clear
+        seen: list[bytes] = []
+        quiet = 0
+        while quiet < 5:  # read until the channel has been quiet for a while
+            message = await bus.get_message(timeout=0.2)
+            if message is None:
+                quiet += 1
+            elif message["type"] == "message":
+                quiet = 0
+                seen.append(message["data"])
+        assert any(b"secret_answer" in data for data in seen)  # the answer did cross the bus
+        assert seen and not any(canary.encode() in data or base64.b64encode(canary.encode()) in data for data in seen)
+    finally:
+        await bus.aclose()
+        await listener.aclose()
+        for c in (agent, person, other):
+            await c.close()
