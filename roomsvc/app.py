@@ -155,7 +155,7 @@ async def refresh_lock(store: Engine, settings: Settings) -> tuple[KeyedLock, Ca
 # -- several nodes: fan-out over Redis (issue 15) -------------------------------------------
 
 
-def cluster_bus(settings: Settings) -> RedisBus | None:
+def cluster_bus(settings: Settings, cipher: EnvelopeCipher) -> RedisBus | None:
     """The Redis bus when ``cluster.enabled`` (config refuses it without PostgreSQL)."""
     c = settings.cluster
     if not c.enabled:
@@ -163,6 +163,7 @@ def cluster_bus(settings: Settings) -> RedisBus | None:
     return RedisBus(
         url=c.redis_url, password=c.redis_password.reveal() or None, node_id=c.node_id or secrets.token_hex(6),
         prefix=c.prefix, heartbeat_interval=c.heartbeat_interval, node_expiry=c.node_expiry, timeout=c.redis_timeout,
+        cipher=cipher,
     )
 
 
@@ -283,7 +284,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None, tracin
         connect_timeout=settings.oauth.http_connect_timeout, timeout=settings.oauth.http_timeout,
         max_response_size=settings.oauth.max_response_size,
     )
-    bus = cluster_bus(settings)
+    bus = cluster_bus(settings, cipher)
     services = _services(
         settings, store=store, cipher=cipher, keyring=keyring, auditor=auditor, tokens=tokens, clock=clock,
         provider=provider, connectors=connectors, authenticate=authenticate, public_url=public_url, lock=lock,

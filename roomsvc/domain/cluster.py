@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Union
 
-from roomsvc.domain.events import MessageReceived, ParticipantInfo, SecretRequested
+from roomsvc.domain.events import MessageReceived, OAuthConsentRequested, ParticipantInfo, SecretRequested
 from roomsvc.domain.ports import EncryptedBlob
 from roomsvc.ids import ParticipantId, RoomName
 
@@ -72,6 +72,16 @@ class RemoteSecretRequest:
 
 
 @dataclass(frozen=True)
+class RemoteConsentRequest:
+    """A participant on ``node`` asks one on the receiving node to consent to an OAuth
+    client (the flow itself is a PostgreSQL row; its start link is sealed on the bus)."""
+
+    node: str
+    room: RoomName
+    notice: OAuthConsentRequested
+
+
+@dataclass(frozen=True)
 class SecretAnswered:
     """The participant asked answered on ``node``: ``provided`` with the value sealed under
     the vault's active key (never in the clear on the bus), or ``rejected`` with a reason."""
@@ -100,7 +110,8 @@ class NodeGone:
 
 
 BusEvent = Union[
-    RemoteJoined, RemoteUpdated, RemoteLeft, RemoteMessage, RemoteRequestEnded, RemoteSecretRequest, SecretAnswered,
+    RemoteJoined, RemoteUpdated, RemoteLeft, RemoteMessage, RemoteRequestEnded, RemoteSecretRequest, RemoteConsentRequest,
+    SecretAnswered,
     RequestCompleted, NodeGone,
 ]
 

@@ -20,6 +20,7 @@ from roomsvc.domain.cluster import (
     BusEvent,
     LocalBus,
     NodeGone,
+    RemoteConsentRequest,
     RemoteJoined,
     RemoteLeft,
     RemoteMessage,
@@ -34,6 +35,7 @@ from roomsvc.domain.events import (
     CallReceived,
     MessageReceived,
     Notice,
+    OAuthConsentRequested,
     ParticipantInfo,
     ParticipantJoined,
     ParticipantLeft,
@@ -349,6 +351,9 @@ class RoomService:
         if self.is_remote(participant) and isinstance(notice, SecretRequested):
             self._bus.publish(RemoteSecretRequest(self._bus.node_id, participant.room, notice))
             return
+        if self.is_remote(participant) and isinstance(notice, OAuthConsentRequested):
+            self._bus.publish(RemoteConsentRequest(self._bus.node_id, participant.room, notice))
+            return
         if self.is_remote(participant):
             raise Overloaded(
                 f"participant {participant.id!r} is connected to another roomsvc node; "
@@ -437,6 +442,10 @@ class RoomService:
                 for secret_hook in self._secret_request_hooks:
                     secret_hook(asked, event.notice)
                 asked.sink.deliver(event.notice)
+        elif isinstance(event, RemoteConsentRequest):
+            consenter = self._present.get(event.room, {}).get(event.notice.participant_id)
+            if consenter is not None:
+                consenter.sink.deliver(event.notice)
         elif isinstance(event, SecretAnswered):
             for answer_hook in self._secret_answer_hooks:
                 answer_hook(event)

@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from roomsvc.domain.cluster import (
     BusEvent,
     NodeGone,
+    RemoteConsentRequest,
     RemoteJoined,
     RemoteLeft,
     RemoteMessage,
@@ -38,10 +39,10 @@ from roomsvc.domain.cluster import (
     RequestCompleted,
     SecretAnswered,
 )
-from roomsvc.domain.events import MessageReceived, ParticipantInfo, SecretRequested
-from roomsvc.domain.ports import EncryptedBlob
+from roomsvc.domain.events import MessageReceived, OAuthConsentRequested, ParticipantInfo, SecretRequested
+from roomsvc.domain.ports import Cipher, EncryptedBlob
 from roomsvc.domain.rooms import RoomService
-from roomsvc.errors import DependencyMissing
+from roomsvc.errors import DependencyMissing, RoomsvcError
 from roomsvc.ids import Identity, ParticipantId, RoomName
 
 log = logging.getLogger("roomsvc.cluster")
@@ -64,7 +65,10 @@ class RedisBus:
         heartbeat_interval: float,
         node_expiry: float,
         timeout: float,
+        cipher: Cipher,
     ) -> None:
+        #: seals what must not cross in the clear (an OAuth start link is a one-time capability)
+        self._cipher = cipher
         self._node = node_id
         self._prefix = prefix
         self._channel = f"{prefix}:events"
@@ -158,7 +162,7 @@ class RedisBus:
                     pipe.publish(self._channel, item)
                     continue
                 try:
-                    data = _dumps(_encode(item))
+                    data = _dumps(self._seal_consent(item) if isinstance(item, RemoteConsentRequest) else _encode(item))
                 except (TypeError, ValueError):
                     log.warning("cluster: an event that is not JSON was not sent to the other nodes")
                     continue
@@ -282,9 +286,39 @@ class RedisBus:
             if kind == "gone":
                 self._rooms.receive(NodeGone(doc["n"]))
                 return
+            if kind == "consent_request":
+                self._rooms.receive(self._open_consent(doc))
+                return
             self._rooms.receive(_decode(doc))
         except (ValueError, KeyError, TypeError):
             log.warning("cluster: an event that does not parse was dropped")
+        except RoomsvcError as exc:  # a sealed notice under a key this node has not loaded yet
+            log.warning("cluster: a sealed event could not be opened (%s) and was dropped", exc.name)
+
+    def _seal_consent(self, event: RemoteConsentRequest) -> dict[str, Any]:
+        q = event.notice
+        inner = _dumps({
+            "connector": q.connector, "oauth": dict(q.oauth), "to": q.participant_id, "timeout": q.timeout,
+            "delegate_to": q.delegate_to, "redirect_uri": q.redirect_uri, "requester": _info(q.requester),
+            "expires_at": q.expires_at, "owner": q.owner, "usable_by": list(q.usable_by), "start_url": q.start_url,
+            "challenge": q.challenge,
+        })
+        blob = self._cipher.encrypt(inner, _consent_aad(q.request_id))
+        return {"k": "consent_request", "n": event.node, "r": event.room, "req": q.request_id,
+                "sealed": [blob.kek_id, _b64(blob.wrapped_dek), _b64(blob.ciphertext)]}
+
+    def _open_consent(self, doc: dict[str, Any]) -> RemoteConsentRequest:
+        s = doc["sealed"]
+        blob = EncryptedBlob(str(s[0]), base64.b64decode(s[1]), base64.b64decode(s[2]))
+        request_id = str(doc["req"])
+        q = json.loads(self._cipher.decrypt(blob, _consent_aad(request_id)))
+        return RemoteConsentRequest(str(doc["n"]), RoomName(doc["r"]), OAuthConsentRequested(
+            request_id=request_id, connector=q["connector"], oauth=q["oauth"], participant_id=ParticipantId(q["to"]),
+            timeout=float(q["timeout"]), delegate_to=Identity(q["delegate_to"]) if q.get("delegate_to") else None,
+            redirect_uri=str(q["redirect_uri"]), requester=_parse_info(q["requester"]), expires_at=float(q["expires_at"]),
+            owner=Identity(q["owner"]), usable_by=tuple(q["usable_by"]), start_url=q.get("start_url"),
+            challenge=q.get("challenge"),
+        ))
 
     def _lost(self, what: str, exc: BaseException) -> None:
         log.warning("cluster: Redis %s failed (%s); this node admits nobody until it is back", what, type(exc).__name__)
@@ -375,6 +409,10 @@ def _decode(doc: dict[str, Any]) -> BusEvent:
         blob = None if s is None else EncryptedBlob(str(s[0]), base64.b64decode(s[1]), base64.b64decode(s[2]))
         return SecretAnswered(node, str(doc["req"]), str(doc["o"]), blob, str(doc.get("why") or ""))
     raise ValueError(f"unknown event kind {kind!r}")
+
+
+def _consent_aad(request_id: str) -> bytes:
+    return f"roomsvc:consent-notice:{request_id}".encode()
 
 
 def _b64(data: bytes) -> str:

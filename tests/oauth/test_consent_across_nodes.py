@@ -10,14 +10,17 @@ from typing import Iterator
 
 import aiohttp
 import pytest
+import redis.asyncio
 
-from tests.cluster.nodes import cluster_env, drop_keys, new_prefix, redis_available
+from tests.cluster.nodes import REDIS_URL, cluster_env, drop_keys, new_prefix, redis_available
 from tests.oauth.conftest import OAuthEnv
 from tests.oauth.flows import ask, consent, finish, open_link
 from tests.storage.test_postgres_nodes import copy_keys
 from tests.support import postgres
+from tests.support.native_client import NativeClient
 from tests.support.peers import need
 from tests.support.server import Server
+from tests.support.waiting import until
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +83,48 @@ async def test_one_callback_sent_to_both_nodes_at_once_is_exchanged_once_and_ans
         assert after["token"]["authorization_code"] - before["token"]["authorization_code"] == 1
         # whichever node won, the requester on A gets the token
         assert (await oauth_env.userinfo((await asyncio.wait_for(task, 20))["access_token"]))[0] == 200
+
+
+async def test_a_consent_asked_on_a_of_a_person_on_b_completes_and_its_link_crosses_sealed(
+    oauth_env: OAuthEnv, nodes: tuple[Server, Server], browser: aiohttp.ClientSession
+) -> None:
+    a, b = nodes
+    agent_id, person_id = oauth_env.ids("agent", "rhea")
+    agent = await oauth_env.connect(agent_id, server=a, role="agent")
+    person = await oauth_env.connect(person_id, server=b)
+    listener = redis.asyncio.Redis.from_url(REDIS_URL)
+    bus = listener.pubsub()
+    await bus.subscribe(f"{a.env['ROOMSVC_CLUSTER_PREFIX']}:events")
+    try:
+        await until(lambda: _lists(agent, person.participant_id), "A lists the person on B", within=20)
+        task, push = await ask(agent, person)
+        assert push["from"]["identity"] == agent_id and push["start_url"]
+        callback = await consent(browser, await open_link(browser, push["start_url"]), person_id)
+        status, page = await finish(browser, callback.replace(a.url, b.url, 1))
+        assert status == 200, page
+        answer = await asyncio.wait_for(task, 20)
+        assert (await oauth_env.userinfo(answer["access_token"]))[0] == 200
+        assert (await person.next_event("secrets.request_ended", timeout=10))["data"]["outcome"] == "completed"
+        # the one-time start link crossed the bus sealed, never in the clear
+        ticket = push["start_url"].rsplit("=", 1)[-1].encode()
+        seen: list[bytes] = []
+        quiet = 0
+        while quiet < 5:
+            message = await bus.get_message(timeout=0.2)
+            if message is None:
+                quiet += 1
+            elif message["type"] == "message":
+                quiet = 0
+                seen.append(message["data"])
+        assert any(b"consent_request" in data for data in seen)
+        assert len(ticket) >= 16 and not any(ticket in data for data in seen)
+    finally:
+        await bus.aclose()
+        await listener.aclose()
+        await agent.close()
+        await person.close()
+
+
+async def _lists(client: NativeClient, participant_id: str) -> bool:
+    reply = await client.request("participants.list")
+    return participant_id in {p["id"] for p in reply["participants"]}
