@@ -13,9 +13,9 @@ publishes, so messages arrive in order per sender.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import Any, Protocol, Union
 
-from roomsvc.domain.events import MessageReceived, OAuthConsentRequested, ParticipantInfo, SecretRequested
+from roomsvc.domain.events import CallReceived, MessageReceived, OAuthConsentRequested, ParticipantInfo, SecretRequested
 from roomsvc.domain.ports import EncryptedBlob
 from roomsvc.ids import ParticipantId, RoomName
 
@@ -49,6 +49,26 @@ class RemoteMessage:
     room: RoomName
     to: ParticipantId | None
     message: MessageReceived
+
+
+@dataclass(frozen=True)
+class RemoteCall:
+    """A participant on ``node`` calls ``to`` (on the receiving node) and waits there."""
+
+    node: str
+    room: RoomName
+    to: ParticipantId
+    call: CallReceived
+
+
+@dataclass(frozen=True)
+class CallAnswered:
+    """The callee answered a call from another node: ``body``, or ``error`` (its message)."""
+
+    node: str
+    call_id: str
+    body: Any = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,8 +131,7 @@ class NodeGone:
 
 BusEvent = Union[
     RemoteJoined, RemoteUpdated, RemoteLeft, RemoteMessage, RemoteRequestEnded, RemoteSecretRequest, RemoteConsentRequest,
-    SecretAnswered,
-    RequestCompleted, NodeGone,
+    SecretAnswered, RemoteCall, CallAnswered, RequestCompleted, NodeGone,
 ]
 
 

@@ -18,8 +18,10 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol
 from roomsvc.clock import Clock
 from roomsvc.domain.cluster import (
     BusEvent,
+    CallAnswered,
     LocalBus,
     NodeGone,
+    RemoteCall,
     RemoteConsentRequest,
     RemoteJoined,
     RemoteLeft,
@@ -52,6 +54,7 @@ from roomsvc.errors import (
     NotFound,
     Overloaded,
     PermissionDenied,
+    Rejected,
     RoomsvcError,
     Timeout,
     TooManyConnections,
@@ -59,6 +62,8 @@ from roomsvc.errors import (
 from roomsvc.ids import Identity, ParticipantId, RoomName, parse_name
 
 MAX_TYPE_LENGTH = 128
+#: calls from other nodes remembered at most (unanswered ones are forgotten oldest first)
+MAX_REMOTE_CALLS = 10000
 
 
 class ParticipantSink(Protocol):
@@ -159,6 +164,8 @@ class RoomService:
         self._present: dict[RoomName, dict[ParticipantId, Participant]] = defaultdict(dict)
         self._per_identity: dict[Identity, int] = defaultdict(int)
         self._calls: dict[str, _PendingCall] = {}
+        #: issue 15: calls from other nodes to participants here: call id -> the callee
+        self._remote_calls: dict[str, Participant] = {}
         self._leave_hooks: list[LeaveHook] = []
         self._completion_hooks: list[CompletionHook] = []
         self._secret_request_hooks: list[SecretRequestHook] = []
@@ -245,6 +252,8 @@ class RoomService:
         self._per_identity[participant.identity] -= 1
         if self._per_identity[participant.identity] <= 0:
             del self._per_identity[participant.identity]
+        for call_id in [c for c, callee in self._remote_calls.items() if callee is participant]:
+            del self._remote_calls[call_id]  # the caller's node hears of the leave and ends the call
         for call_id, call in list(self._calls.items()):
             if call.target is participant and not call.future.done():
                 call.future.set_exception(NotFound("the participant called has left the room"))
@@ -382,15 +391,15 @@ class RoomService:
         """
         self._limiter.check(MESSAGES, caller.room, caller.identity)
         target = self.find(caller.room, to)
-        if self.is_remote(target):
-            raise Overloaded(
-                f"participant {to!r} is connected to another roomsvc node; calls between nodes are not carried yet"
-            )
         call_id = secrets.token_urlsafe(12)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls[call_id] = _PendingCall(caller, target, future)
         try:
-            target.sink.deliver(CallReceived(call_id, caller.info(), _check_type(method, "call method"), body))
+            received = CallReceived(call_id, caller.info(), _check_type(method, "call method"), body)
+            if self.is_remote(target):
+                self._bus.publish(RemoteCall(self._bus.node_id, caller.room, target.id, received))
+            else:
+                target.sink.deliver(received)
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             raise Timeout(f"participant {to!r} did not answer within {timeout:g} s") from None
@@ -398,6 +407,10 @@ class RoomService:
             self._calls.pop(call_id, None)
 
     def answer(self, callee: Participant, call_id: str, *, body: Any = None, error: RoomsvcError | None = None) -> None:
+        if self._remote_calls.get(call_id) is callee:
+            del self._remote_calls[call_id]
+            self._bus.publish(CallAnswered(self._bus.node_id, call_id, body, None if error is None else error.message))
+            return
         call = self._calls.get(call_id)
         if call is None or call.target is not callee:
             raise NotFound(f"no pending call {call_id!r} addressed to you")
@@ -442,6 +455,20 @@ class RoomService:
                 for secret_hook in self._secret_request_hooks:
                     secret_hook(asked, event.notice)
                 asked.sink.deliver(event.notice)
+        elif isinstance(event, RemoteCall):
+            callee = self._present.get(event.room, {}).get(event.to)
+            if callee is not None:
+                while len(self._remote_calls) >= MAX_REMOTE_CALLS:
+                    del self._remote_calls[next(iter(self._remote_calls))]
+                self._remote_calls[event.call.call_id] = callee
+                callee.sink.deliver(event.call)
+        elif isinstance(event, CallAnswered):
+            call = self._calls.get(event.call_id)
+            if call is not None and self.is_remote(call.target) and not call.future.done():
+                if event.error is not None:
+                    call.future.set_exception(Rejected(event.error[:500]))
+                else:
+                    call.future.set_result(event.body)
         elif isinstance(event, RemoteConsentRequest):
             consenter = self._present.get(event.room, {}).get(event.notice.participant_id)
             if consenter is not None:

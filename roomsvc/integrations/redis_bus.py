@@ -28,7 +28,9 @@ from redis.exceptions import RedisError
 
 from roomsvc.domain.cluster import (
     BusEvent,
+    CallAnswered,
     NodeGone,
+    RemoteCall,
     RemoteConsentRequest,
     RemoteJoined,
     RemoteLeft,
@@ -39,7 +41,7 @@ from roomsvc.domain.cluster import (
     RequestCompleted,
     SecretAnswered,
 )
-from roomsvc.domain.events import MessageReceived, OAuthConsentRequested, ParticipantInfo, SecretRequested
+from roomsvc.domain.events import CallReceived, MessageReceived, OAuthConsentRequested, ParticipantInfo, SecretRequested
 from roomsvc.domain.ports import Cipher, EncryptedBlob
 from roomsvc.domain.rooms import RoomService
 from roomsvc.errors import DependencyMissing, RoomsvcError
@@ -367,6 +369,12 @@ def _encode(event: BusEvent) -> dict[str, Any]:
                 "req": event.request_id, "o": event.outcome}
     if isinstance(event, RequestCompleted):
         return {"k": "completed", "n": event.node, "req": event.request_id}
+    if isinstance(event, RemoteCall):
+        c = event.call
+        return {"k": "call", "n": event.node, "r": event.room, "to": event.to, "id": c.call_id, "s": _info(c.sender),
+                "m": c.method, "b": c.body}
+    if isinstance(event, CallAnswered):
+        return {"k": "call_answer", "n": event.node, "id": event.call_id, "b": event.body, "e": event.error}
     if isinstance(event, RemoteSecretRequest):
         q = event.notice
         return {"k": "secret_request", "n": event.node, "r": event.room, "q": {
@@ -397,6 +405,11 @@ def _decode(doc: dict[str, Any]) -> BusEvent:
         return RemoteRequestEnded(node, room, ParticipantId(doc["to"]), str(doc["req"]), str(doc["o"]))
     if kind == "completed":
         return RequestCompleted(node, str(doc["req"]))
+    if kind == "call":
+        call = CallReceived(str(doc["id"]), _parse_info(doc["s"]), str(doc["m"]), doc["b"])
+        return RemoteCall(node, room, ParticipantId(doc["to"]), call)
+    if kind == "call_answer":
+        return CallAnswered(node, str(doc["id"]), doc.get("b"), None if doc.get("e") is None else str(doc["e"]))
     if kind == "secret_request":
         q = doc["q"]
         return RemoteSecretRequest(node, room, SecretRequested(

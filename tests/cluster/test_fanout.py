@@ -71,10 +71,28 @@ async def test_broadcasts_cross_nodes_in_order_per_sender_native_and_meshagent_m
         await nb.request("message.send", {"to": na.participant_id, "message_type": "direct", "body": "hi"})
         frame = await _next_message(na, "direct")
         assert (frame["data"]["message_type"], frame["data"]["broadcast"]) == ("direct", False)
-        # a call to a participant on another node is refused at once, not left to time out
+        # a call to a participant on another node: asked there, answered back
+        calling = asyncio.get_running_loop().create_task(
+            nb.request("call", {"to": na.participant_id, "method": "add", "body": [2, 3], "timeout": 20})
+        )
+        asked = (await na.next_event("call", timeout=WAIT))["data"]
+        assert (asked["method"], asked["body"], asked["from"]["id"]) == ("add", [2, 3], nb.participant_id)
+        await na.request("call.reply", {"call_id": asked["call_id"], "body": 5})
+        assert (await asyncio.wait_for(calling, WAIT))["body"] == 5
+        # an error answer crosses too; a MeshAgent callee on another node fails the call at once
+        calling = asyncio.get_running_loop().create_task(
+            nb.request("call", {"to": na.participant_id, "method": "add", "body": [], "timeout": 20})
+        )
+        asked = (await na.next_event("call", timeout=WAIT))["data"]
+        await na.request("call.reply", {"call_id": asked["call_id"], "error": "no numbers"})
         with pytest.raises(ResponseError) as refused:
-            await nb.request("call", {"to": na.participant_id, "method": "m", "body": {}, "timeout": 20})
-        assert "another roomsvc node" in str(refused.value)
+            await asyncio.wait_for(calling, WAIT)
+        assert "no numbers" in str(refused.value)
+        with pytest.raises(ResponseError) as refused:  # answered by A's MeshAgent session, long before the call's timeout
+            await asyncio.wait_for(
+                nb.request("call", {"to": ma.participant_id, "method": "m", "body": {}, "timeout": 30}, timeout=40), WAIT
+            )
+        assert "MeshAgent clients do not answer calls" in str(refused.value)
         # a leave on B reaches A's participants and list
         await mb.close()
         left = await na.next_event("participant.left", timeout=WAIT)

@@ -4,11 +4,13 @@ end in tests/cluster). Without a bus a RoomService publishes nothing."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from roomsvc.clock import FakeClock
 from roomsvc.domain.cluster import BusEvent, LocalBus, NodeGone
-from roomsvc.domain.events import MessageReceived, ParticipantJoined, ParticipantLeft, ParticipantUpdated
+from roomsvc.domain.events import CallReceived, MessageReceived, ParticipantJoined, ParticipantLeft, ParticipantUpdated
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.rooms import RoomService
 from roomsvc.errors import NotFound, Overloaded
@@ -69,14 +71,22 @@ async def test_presence_and_messages_cross_and_each_node_delivers_to_its_own() -
     assert isinstance(sink_a.events[-1], ParticipantLeft) and a.participants(ROOM) == [pa]
 
 
-async def test_a_gone_node_s_participants_leave_and_calls_to_them_are_refused() -> None:
+async def test_calls_cross_and_a_gone_node_s_participants_leave_ending_calls_to_them() -> None:
     a, b, _, _ = two_nodes()
-    sink_a = Sink()
+    sink_a, sink_b = Sink(), Sink()
     pa = await a.join(who("ann"), sink_a)
-    pb = await b.join(who("bob"), Sink())
-    with pytest.raises(Overloaded, match="another roomsvc node"):
-        await a.call(pa, pb.id, "m", {}, timeout=1)
+    pb = await b.join(who("bob"), sink_b)
+    calling = asyncio.ensure_future(a.call(pa, pb.id, "m", {"x": 1}, timeout=5))
+    asked = await sink_b.notice(CallReceived)
+    with pytest.raises(NotFound):  # only the callee may answer
+        b.answer(await b.join(who("eve"), Sink()), asked.call_id, body="forged")
+    b.answer(pb, asked.call_id, body={"y": 2})
+    assert await calling == {"y": 2}
+    waiting = asyncio.ensure_future(a.call(pa, pb.id, "m", {}, timeout=5))
+    await sink_b.notice(CallReceived)
     a.receive(NodeGone("b"))
+    with pytest.raises(NotFound, match="left"):
+        await waiting
     assert a.participants(ROOM) == [pa] and isinstance(sink_a.events[-1], ParticipantLeft)
     with pytest.raises(NotFound):
         a.find(ROOM, pb.id)
