@@ -126,6 +126,12 @@ class RedisBus:
                 f"Redis at {_safe_url(self._url)} does not answer (cluster.redis_url); "
                 "start Redis or set cluster.enabled = false"
             ) from None
+        # a node restarted under the same node_id (within node_expiry of a crash) starts clean:
+        # the others drop whoever its previous run had announced
+        pipe = self._client.pipeline(transaction=False)
+        pipe.delete(self._participants_key(self._node))
+        pipe.publish(self._channel, _dumps({"k": "gone", "n": self._node}))
+        await pipe.execute()
         await self._beat()
         ready = asyncio.get_running_loop().create_future()
         self._tasks = [
