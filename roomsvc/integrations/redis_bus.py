@@ -140,6 +140,7 @@ class RedisBus:
             asyncio.create_task(self._heartbeats(), name="cluster heartbeat"),
         ]
         await asyncio.wait_for(ready, timeout=10)
+        log.info("cluster: node %s joined the others over %s (prefix %r)", self._node, _safe_url(self._url), self._prefix)
 
     async def close(self) -> None:
         """Leave the cluster: the others drop this node's participants at once."""
