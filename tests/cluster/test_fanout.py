@@ -268,6 +268,7 @@ async def test_a_secret_request_from_a_answered_on_b_completes_on_a_sealed_on_th
                 seen.append(message["data"])
         assert any(b"secret_answer" in data for data in seen)  # the answer did cross the bus
         assert seen and not any(canary.encode() in data or base64.b64encode(canary.encode()) in data for data in seen)
+        assert canary not in cluster.a.stderr() and canary not in cluster.b.stderr()
     finally:
         await bus.aclose()
         await listener.aclose()
