@@ -84,6 +84,10 @@ class WebsocketSettings:
     max_bad_messages: int = 5
     max_call_timeout: float = 300.0
     max_unauthenticated: int = 256
+    # -- issue 12 (performance) --
+    #: seconds over which a native connection's presence announcements are coalesced
+    #: into one ``participants.changed`` frame (the first goes out at once); 0 = off
+    presence_coalesce: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -556,6 +560,8 @@ def _validate(s: Settings) -> None:
     ):
         if value < 1:
             raise ConfigError(key, "must be at least 1")
+    if s.websocket.presence_coalesce < 0:  # issue 12
+        raise ConfigError("websocket.presence_coalesce", "must be 0 (off) or above")
     for key, amount in (("oauth.state_ttl", s.oauth.state_ttl), ("oauth.flow_timeout", s.oauth.flow_timeout),
                         ("oauth.http_timeout", s.oauth.http_timeout), ("oauth.max_response_size", s.oauth.max_response_size)):
         if amount <= 0:

@@ -166,3 +166,26 @@ def test_a_hostile_id_token_from_a_provider_gives_no_subject() -> None:
     provider = AiohttpOAuthProvider(connect_timeout=1, timeout=1, max_response_size=1024)
     assert provider.id_token_subject(f"h.{deep}.s") is None
     assert provider.id_token_subject(f"h.{twice}.s") is None  # one parser, one reading
+
+
+def test_a_remembered_token_still_expires_and_a_tampered_one_is_not_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verified tokens are remembered (issue 12): a hit re-checks expiry on the wall clock,
+    as PyJWT does, and only the exact token string hits."""
+    import time
+
+    import roomsvc.crypto.tokens as tokens_module
+
+    verifier = TokenVerifier(KEYRING, clock=CLOCK, leeway=0)
+    token = mint(KEYRING, claims(exp=int(time.time()) + 30))
+    verifier.verify(token)
+    first = verifier.verify(token)  # remembered from the second use on
+    first["name"] = "mallory"  # callers get a copy: the remembered claims stay as verified
+    assert verifier.verify(token)["name"] == "alice"
+    header, payload, signature = token.split(".")
+    forged = ".".join([header, _b64({**json.loads(base64.urlsafe_b64decode(payload + "==")), "name": "mallory"}), signature])
+    with pytest.raises(Unauthenticated, match="signature"):
+        verifier.verify(forged)
+    real_time = time.time
+    monkeypatch.setattr(tokens_module.time, "time", lambda: real_time() + 31)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(token)

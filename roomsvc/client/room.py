@@ -132,6 +132,12 @@ class RoomConnection:
                 if future is not None:
                     if not future.done():
                         future.set_result(frame)
+                elif frame.get("type") == "participants.changed":
+                    # coalesced presence (docs/protocol.md): the single announcements, in order
+                    data = frame.get("data") or {}
+                    for kind in ("joined", "updated", "left"):
+                        for participant in data.get(kind) or []:
+                            self.pushes.put_nowait({"type": f"participant.{kind}", "data": participant})
                 else:
                     self.pushes.put_nowait(frame)
         finally:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -28,6 +30,12 @@ MAX_TOKEN_CHARS = 16384
 MAX_ID_CHARS = 256
 #: one segment: base64url without padding or whitespace (RFC 7515 section 2)
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+#: tokens whose signature and claims were verified, remembered (issue 12): a socket or a
+#: toolkit sends the same token with every request, and parsing it strictly plus the HMAC
+#: was a fifth of a header resolution. Keyed by the token's SHA-256 (the token itself is
+#: not kept), from a token's second use, oldest dropped first; a hit re-checks expiry, and revocation is checked by
+#: the caller on every use as before, so both still take effect at once.
+VERIFIED_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ class TokenVerifier:
         self._require_exp = require_exp
         self._leeway = leeway
         self._max_ttl = max_ttl
+        self._verified: dict[bytes, dict[str, Any]] = {}
+        self._seen_once: dict[bytes, None] = {}
 
     def verify(self, token: str) -> dict[str, Any]:
         """Check signature and time claims; return the claims.
@@ -81,6 +91,30 @@ class TokenVerifier:
         """
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise Unauthenticated("missing or oversized token")
+        digest = hashlib.sha256(token.encode()).digest()
+        known = self._verified.get(digest)
+        if known is not None:
+            exp = known.get("exp")
+            # PyJWT's own test, on the same clock (the wall clock) with the same leeway
+            if exp is not None and int(exp) <= time.time() - self._leeway:
+                del self._verified[digest]
+                raise Unauthenticated("token expired")
+            return dict(known)
+        claims = self._verify(token)
+        # remembered from its second use on: a websocket presents its token once, and
+        # keeping the claims of every idle socket's token would cost memory for nothing
+        if digest in self._seen_once:
+            del self._seen_once[digest]
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                del self._verified[next(iter(self._verified))]
+            self._verified[digest] = claims
+        else:
+            if len(self._seen_once) >= VERIFIED_CACHE_SIZE:
+                del self._seen_once[next(iter(self._seen_once))]
+            self._seen_once[digest] = None
+        return dict(claims)
+
+    def _verify(self, token: str) -> dict[str, Any]:
         header, unverified = parse_strict(token)
         if header.get("alg") != ALGORITHM:
             raise Unauthenticated(f"token algorithm must be {ALGORITHM}")

@@ -170,6 +170,8 @@ class RoomService:
         self._completion_hooks: list[CompletionHook] = []
         self._secret_request_hooks: list[SecretRequestHook] = []
         self._secret_answer_hooks: list[SecretAnswerHook] = []
+        #: rooms known to exist in storage
+        self._known_rooms: set[RoomName] = set()
 
     # -- rooms ----------------------------------------------------------------------
 
@@ -211,10 +213,13 @@ class RoomService:
             raise TooManyConnections(
                 f"identity {principal.identity!r} already has {self._max_per_identity} connections"
             )
-        if await self._rooms.get_room(room) is None:
-            if not self._auto_create:
-                raise NotFound(f"room {room!r} does not exist; an operator must create it first")
-            await self._rooms.ensure_room(room, created_at=self._clock.now())
+        if room not in self._known_rooms:
+            if await self._rooms.get_room(room) is None:
+                if not self._auto_create:
+                    raise NotFound(f"room {room!r} does not exist; an operator must create it first")
+                await self._rooms.ensure_room(room, created_at=self._clock.now())
+            # rooms are never deleted: a join to a room seen once needs no storage read (issue 12)
+            self._known_rooms.add(room)
         present = self._present[room]
         if len(present) + len(self._remote.get(room, {})) >= self._max_participants:
             raise Overloaded(f"room {room!r} is full")

@@ -10,6 +10,15 @@ from typing import Any
 import aiohttp
 
 
+def expand_presence(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """A coalesced ``participants.changed`` as the single announcements it stands for
+    (joined, then updated, then left: docs/protocol.md); any other frame as itself."""
+    if frame.get("type") != "participants.changed":
+        return [frame]
+    data = frame["data"]
+    return [{"type": f"participant.{kind}", "data": p} for kind in ("joined", "updated", "left") for p in data[kind]]
+
+
 class ResponseError(Exception):
     def __init__(self, error: dict[str, Any]) -> None:
         super().__init__(f"{error.get('code')} {error.get('name')}: {error.get('message')}")
@@ -67,7 +76,8 @@ class NativeClient:
                     if not future.done():
                         future.set_result(frame)
                 else:
-                    await self.events.put(frame)
+                    for push in expand_presence(frame):
+                        await self.events.put(push)
         finally:
             for future in self._pending.values():
                 if not future.done():

@@ -222,6 +222,24 @@ async def test_two_pages_and_an_agent_see_each_other_and_exchange_messages(room:
     await shots.take(bob, "presence-and-messages-bob")
 
 
+async def test_a_burst_of_joins_and_leaves_coalesced_on_the_wire_is_shown_right(room: Room, chromium: Any) -> None:
+    """Joins and leaves within one coalescing window reach the page as one ``participants.changed``
+    frame (docs/protocol.md): the page applies it like the single announcements."""
+    env = room.env
+    alice = room.pages.get(room.alice) or await room.open(chromium, room.alice)
+    before = await people_on(alice)
+    burst = [f"burst-{i}" for i in range(6)]
+    clients = await asyncio.gather(*(
+        NativeClient.connect(env.server.ws_url(ROOM), token(env, name, role="agent")) for name in burst))
+    try:
+        await seen(lambda: people_on(alice), lambda now: now == before | set(burst))
+        await asyncio.gather(*(c.close() for c in clients[:3]))
+        await seen(lambda: people_on(alice), lambda now: now == before | set(burst[3:]))
+    finally:
+        await asyncio.gather(*(c.close() for c in clients[3:]))
+    await seen(lambda: people_on(alice), lambda now: now == before)
+
+
 async def test_a_hostile_message_is_shown_as_text_and_nothing_runs(room: Room, shots: Any) -> None:
     assert room.agent is not None
     alice = room.pages[room.alice]

@@ -157,8 +157,11 @@ class Refresher:
         #: refreshes sent to providers (a figure for tests and metrics)
         self.refreshes = 0
 
-    async def fresh(self, addr: Address) -> StoredCredential:
+    async def fresh(self, addr: Address, loaded: StoredCredential | None = None) -> StoredCredential:
         """A usable credential, refreshed first when it expires within the margin.
+
+        ``loaded``: the credential the caller has just read and decrypted (spares a second
+        read when it is usable; otherwise it is re-read under the lock as always).
 
         Raises:
             NotFound: no credential there.
@@ -166,7 +169,7 @@ class Refresher:
             ProviderUnavailable: the provider kept failing and the token has expired.
             OAuthError: the provider refused the refresh for another reason.
         """
-        current = await self._must_load(addr)
+        current = loaded if loaded is not None else await self._must_load(addr)
         if current.credential.usable(self._clock.now(), self.margin):
             return current
         async with self._lock.hold(lock_key(addr)):

@@ -69,7 +69,9 @@ class OAuthCredentials:
     # -- SecretService's hooks -----------------------------------------------------------------
 
     async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> SecretBytes:
-        fresh = await self.refresher.fresh(_addr(record))
+        # the value was just read and decrypted with ``record``: no second read when usable
+        loaded = StoredCredential(_addr(record), record.version, OAuthCredential.from_bytes(value.reveal()))
+        fresh = await self.refresher.fresh(_addr(record), loaded)
         return SecretBytes(fresh.credential.access_token.encode())
 
     async def oauth_deleted(self, record: SecretRecord, value: SecretBytes) -> None:

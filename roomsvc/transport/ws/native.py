@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import WSMsgType
 
-from roomsvc.domain.events import RoomEvent
+from roomsvc.domain.events import ParticipantJoined, ParticipantLeft, ParticipantUpdated, RoomEvent
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.rooms import Participant
 from roomsvc.domain.services import Services
@@ -28,6 +28,7 @@ from roomsvc.transport.ws import (
 from roomsvc.transport.ws.connection import Connection
 from roomsvc.transport.ws.endpoint import Inbound, Request, Unusable, WsLimits
 from roomsvc.transport.ws.ops import OPS, Context
+from roomsvc.transport.ws.presence import PresenceBuffer
 
 PROTOCOL = "native"
 
@@ -72,26 +73,30 @@ class NativeSession:
         self.conn = conn
         self.participant: Participant | None = None
         self._ctx: Context | None = None
+        self._presence = PresenceBuffer(limits.presence_coalesce, conn.send_nowait)
 
     def deliver(self, event: RoomEvent) -> None:
-        frame = codec.event_frame(event)
-        if frame is not None:
-            self.conn.send_nowait(codec.encode(frame))
+        if isinstance(event, (ParticipantJoined, ParticipantLeft, ParticipantUpdated)):
+            self._presence.add(event)
+            return
+        text = codec.event_text(event)
+        if text is not None:
+            self._send(text)
+
+    def _send(self, text: str) -> None:
+        """Queue a frame after any presence still pending (never reordered)."""
+        self._presence.flush()
+        self.conn.send_nowait(text)
 
     def greet(self) -> None:
         assert self.participant is not None
         me = self.participant
         self._ctx = Context(self.s, me, self.conn, self.limits)
-        self.conn.send_nowait(codec.encode({"type": "welcome", "data": {
-            "room": me.room,
-            "participant": me.info().as_dict(),
-            "participants": [p.info().as_dict() for p in self.s.rooms.participants(me.room) if p is not me],
-            "grants": {"api": sorted(me.principal.api)},
-            "protocol": 1,
-        }}))
+        others = [p for p in self.s.rooms.participants(me.room) if p is not me]
+        self.conn.send_nowait(codec.welcome_text(me, others, {"api": sorted(me.principal.api)}))
 
     def close(self) -> None:
-        pass
+        self._presence.close()
 
     def decode(self, data: Any) -> Inbound:
         try:
@@ -110,10 +115,10 @@ class NativeSession:
 
     def reply(self, reply_to: Any, result: Any) -> None:
         if reply_to is not None:
-            self.conn.send_nowait(codec.encode({"type": "response", "id": reply_to, "ok": True, "data": result or {}}))
+            self._send(codec.encode({"type": "response", "id": reply_to, "ok": True, "data": result or {}}))
 
     def reply_error(self, reply_to: Any, error: RoomsvcError) -> None:
         frame = {"type": "response" if reply_to is not None else "error", "ok": False, "error": error_body(error)}
         if reply_to is not None:
             frame["id"] = reply_to
-        self.conn.send_nowait(codec.encode(frame))
+        self._send(codec.encode(frame))

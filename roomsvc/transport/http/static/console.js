@@ -153,6 +153,12 @@
       case 'participant.joined':
       case 'participant.updated': people.set(data.id, data); return renderPeople();
       case 'participant.left': people.delete(data.id); return renderPeople();
+      case 'participants.changed':
+        // coalesced presence (docs/protocol.md): apply joined, then updated, then left
+        for (const p of data.joined || []) people.set(p.id, p);
+        for (const p of data.updated || []) people.set(p.id, p);
+        for (const p of data.left || []) people.delete(p.id);
+        return renderPeople();
       case 'message': return addMessage(data.from, data.body, data.message_type, data.broadcast, false);
       case 'call':
         // a person's console answers no calls; say so instead of letting the caller wait
