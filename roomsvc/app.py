@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
@@ -53,6 +54,7 @@ from roomsvc.integrations.llm_upstream import AiohttpUpstream
 from roomsvc.integrations.oauth_provider import AiohttpOAuthProvider
 from roomsvc.integrations.podman_runner import PodmanRunner, PodmanSettings
 from roomsvc.integrations.process_runner import ProcessRunner
+from roomsvc.integrations.redis_bus import RedisBus
 from roomsvc.integrations.spec_yaml import load_document
 from roomsvc.integrations.templates import render_template
 from roomsvc.logs import use_trace_ids
@@ -150,6 +152,38 @@ async def refresh_lock(store: Engine, settings: Settings) -> tuple[KeyedLock, Ca
 # -- end of the storage engine choice ----------------------------------------------------
 
 
+# -- several nodes: fan-out over Redis (issue 15) -------------------------------------------
+
+
+def cluster_bus(settings: Settings, cipher: EnvelopeCipher) -> RedisBus | None:
+    """The Redis bus when ``cluster.enabled`` (config refuses it without PostgreSQL)."""
+    c = settings.cluster
+    if not c.enabled:
+        return None
+    return RedisBus(
+        url=c.redis_url, password=c.redis_password.reveal() or None, node_id=c.node_id or secrets.token_hex(6),
+        prefix=c.prefix, heartbeat_interval=c.heartbeat_interval, node_expiry=c.node_expiry, timeout=c.redis_timeout,
+        cipher=cipher,
+    )
+
+
+async def _start_cluster(runtime: Runtime, bus: RedisBus) -> None:
+    tokens = runtime.services.tokens
+
+    async def revoked_elsewhere() -> None:
+        await tokens.load()
+        for hook in runtime.on_remote_revoke:
+            hook()
+
+    await bus.start(runtime.services.rooms, revoked_elsewhere)
+    # a revocation made here reaches the other nodes (which re-read the list, then close sockets)
+    tokens.on_revoke(lambda _: bus.publish_revoked())
+    runtime.closers.insert(0, bus.close)
+
+
+# -- end of several nodes ------------------------------------------------------------------
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -168,6 +202,10 @@ class Runtime:
     llm_upstream: AiohttpUpstream | None = None
     #: the app's metrics and tracer (issue 18), handed to every service as its Observer
     telemetry: Telemetry = field(default_factory=lambda: Telemetry(Metrics(), Tracing()))
+    #: issue 15: the fan-out between nodes (cluster.enabled), and what runs when another
+    #: node revoked a token (after this node re-read the revocations)
+    bus: RedisBus | None = None
+    on_remote_revoke: list[Callable[[], None]] = field(default_factory=list)
 
 
 def open_telemetry(settings: Settings, tracing: Tracing | None = None) -> Telemetry:
@@ -246,12 +284,23 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None, tracin
         connect_timeout=settings.oauth.http_connect_timeout, timeout=settings.oauth.http_timeout,
         max_response_size=settings.oauth.max_response_size,
     )
+    bus = cluster_bus(settings, cipher)
     services = _services(
         settings, store=store, cipher=cipher, keyring=keyring, auditor=auditor, tokens=tokens, clock=clock,
         provider=provider, connectors=connectors, authenticate=authenticate, public_url=public_url, lock=lock,
-        signing=keys.signing,
+        signing=keys.signing, bus=bus,
     )
-    runtime = Runtime(settings=settings, store=store, services=services, keys=keys, verifier=verifier, telemetry=telemetry)
+    runtime = Runtime(
+        settings=settings, store=store, services=services, keys=keys, verifier=verifier, telemetry=telemetry, bus=bus
+    )
+    if bus is not None:
+        try:
+            await _start_cluster(runtime, bus)
+        except BaseException:
+            await store.close()
+            if close_lock is not None:
+                await close_lock()
+            raise
     _add_housekeeping(runtime, store, clock)
     if isinstance(store, PostgresStore) and settings.storage.postgres_key_reload_interval > 0:
         # issue 15: follow a key rotation made on another node
@@ -273,6 +322,7 @@ def _services(
     settings: Settings, *, store: Engine, cipher: EnvelopeCipher, keyring: KeyringService, auditor: Auditor,
     tokens: TokenService, clock: Clock, provider: AiohttpOAuthProvider, connectors: list[ConnectorSpec],
     authenticate: Callable[[str], Principal], public_url: Callable[[], str], lock: KeyedLock, signing: SigningKeyring,
+    bus: RedisBus | None = None,
 ) -> Services:
     """Every service, each built once from what it needs, in dependency order.
 
@@ -287,6 +337,7 @@ def _services(
         rooms=store, clock=clock, auto_create=settings.rooms.auto_create, max_participants=settings.rooms.max_participants,
         max_connections_per_identity=ws.max_connections_per_identity, limiter=limiter,
         max_attributes=settings.rooms.max_attributes, max_attributes_size=settings.rooms.max_attributes_size,
+        bus=bus,
     )
     project_secrets = ProjectSecretService(
         store=store, cipher=cipher, auditor=auditor, clock=clock, max_value_size=settings.secrets.max_value_size
@@ -348,6 +399,7 @@ def _services(
             rooms=rooms, secrets=uncharged, auditor=auditor, default_timeout=o.flow_timeout,
             max_timeout=o.max_flow_timeout, min_timeout=o.min_flow_timeout,
             max_pending_per_identity=o.max_pending_per_identity, limiter=limiter,
+            cipher=cipher if bus is not None else None,  # issue 15: answers sealed between nodes
         ),
         audit_pruner=AuditPruner(
             repo=store, auditor=auditor, clock=clock, retention=settings.secrets.audit_retention,
@@ -505,6 +557,8 @@ def build_app(runtime: Runtime, *, extra: Callable[[web.Application, Runtime], N
     services = runtime.services
     # a revocation closes the open sockets it concerns at once (both protocols)
     services.tokens.on_revoke(lambda _: close_revoked(services, connections))
+    # issue 15: and so does a revocation made on another node
+    runtime.on_remote_revoke.append(lambda: close_revoked(services, connections))
 
     async def close_connections(app: web.Application) -> None:
         app[READY]["ready"] = False

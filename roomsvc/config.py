@@ -303,6 +303,32 @@ class McpSettings:
     upstream_timeout: float = 60.0
 
 
+# -- several nodes: fan-out between them over Redis (issue 15) -----------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Several roomsvc nodes on one PostgreSQL database, their rooms joined over Redis
+    (docs/scale.md "Fan-out between nodes")."""
+
+    enabled: bool = False
+    #: redis:// or rediss:// URL WITHOUT a password (ROOMSVC_CLUSTER_REDIS_PASSWORD)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: from ROOMSVC_CLUSTER_REDIS_PASSWORD only (never the TOML file or the URL)
+    redis_password: SecretStr = field(default_factory=lambda: SecretStr(""))
+    #: this node's name among the others; empty = a random one at each start
+    node_id: str = ""
+    #: the start of every Redis key and channel of this cluster (several clusters, one Redis)
+    prefix: str = "roomsvc"
+    #: seconds between this node's heartbeats (and its looks for nodes that stopped beating)
+    heartbeat_interval: float = 1.0
+    #: a node silent this long has died: the others drop its participants within
+    #: node_expiry + heartbeat_interval seconds
+    node_expiry: float = 5.0
+    #: seconds to connect to Redis, and for one command, before it counts as unavailable
+    redis_timeout: float = 2.0
+
+
 def _otel_environment(env: Mapping[str, str]) -> dict[str, str]:
     """The standard OpenTelemetry variables as ``ROOMSVC_TELEMETRY_*`` ones (which win when
     both are set). Traces stay off unless OTEL_TRACES_EXPORTER names an exporter;
@@ -341,6 +367,8 @@ class Settings:
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     # -- MCP servers as room toolkits (issue 17)
     mcp: McpSettings = field(default_factory=McpSettings)
+    # -- several nodes over Redis (issue 15)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     # -- derived values -------------------------------------------------------------
 
@@ -376,7 +404,8 @@ class Settings:
 
 #: keys that may only come from the environment (or a file the environment names)
 _ENV_ONLY = {("keys", "master_key"): "ROOMSVC_MASTER_KEY", ("keys", "signing_key"): "ROOMSVC_SIGNING_KEY",
-             ("storage", "postgres_password"): "ROOMSVC_STORAGE_POSTGRES_PASSWORD"}
+             ("storage", "postgres_password"): "ROOMSVC_STORAGE_POSTGRES_PASSWORD",
+             ("cluster", "redis_password"): "ROOMSVC_CLUSTER_REDIS_PASSWORD"}
 _CHOICES = {
     ("server", "log_level"): {"debug", "info", "warning", "error"},
     ("storage", "engine"): {"sqlite", "postgres"},
@@ -571,6 +600,33 @@ def _validate(s: Settings) -> None:
         if parts.scheme != "https" and not s.server.allow_insecure_loopback:
             raise ConfigError("server.public_url", "must be https (set server.allow_insecure_loopback for development)")
     _validate_postgres(s.storage)
+    _validate_cluster(s)
+
+
+def _validate_cluster(s: Settings) -> None:
+    """issue 15: several nodes need a shared database, and the Redis URL holds no password."""
+    c = s.cluster
+    if c.heartbeat_interval <= 0 or c.redis_timeout <= 0:
+        raise ConfigError("cluster.heartbeat_interval", "cluster.heartbeat_interval and cluster.redis_timeout must be above 0")
+    if c.node_expiry <= c.heartbeat_interval:
+        raise ConfigError("cluster.node_expiry", "must be longer than cluster.heartbeat_interval (a few beats)")
+    if not c.prefix or any(ch in c.prefix for ch in " \t\r\n"):
+        raise ConfigError("cluster.prefix", "must be a non-empty name without spaces")
+    if c.node_id and (len(c.node_id) > 64 or not all(ch.isalnum() or ch in "-_." for ch in c.node_id)):
+        raise ConfigError("cluster.node_id", "letters, digits, '-', '_' and '.', at most 64")
+    parts = urlsplit(c.redis_url)
+    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        raise ConfigError("cluster.redis_url", "must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0")
+    if parts.password is not None or "password=" in parts.query.lower():
+        raise ConfigError(
+            "cluster.redis_url",
+            "contains a password; remove it from the URL and set ROOMSVC_CLUSTER_REDIS_PASSWORD in the environment instead",
+        )
+    if c.enabled and s.storage.engine != "postgres":
+        raise ConfigError(
+            "cluster.enabled",
+            "several nodes need one shared database: set storage.engine = \"postgres\" (SQLite is one node's own file)",
+        )
 
 
 def _validate_postgres(s: StorageSettings) -> None:

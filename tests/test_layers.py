@@ -16,7 +16,7 @@ CONFINED = {
     "aiohttp": ("transport/", "client/", "app.py", "integrations/"),
     "aiosqlite": ("storage/sqlite/",),
     "asyncpg": ("storage/postgres/",),
-    "redis": ("storage/redis/", "integrations/"),
+    "redis": ("integrations/redis_bus.py",),
     "cryptography": ("crypto/",),
     "jwt": ("crypto/tokens.py",),
     "authlib": ("integrations/",),

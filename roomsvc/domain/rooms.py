@@ -16,15 +16,35 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 from roomsvc.clock import Clock
+from roomsvc.domain.cluster import (
+    BusEvent,
+    CallAnswered,
+    LocalBus,
+    NodeGone,
+    RemoteCall,
+    RemoteConsentRequest,
+    RemoteJoined,
+    RemoteLeft,
+    RemoteMessage,
+    RemoteRequestEnded,
+    RemoteSecretRequest,
+    RemoteUpdated,
+    RequestCompleted,
+    RoomBus,
+    SecretAnswered,
+)
 from roomsvc.domain.events import (
     CallReceived,
     MessageReceived,
     Notice,
+    OAuthConsentRequested,
     ParticipantInfo,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantUpdated,
+    RequestEnded,
     RoomEvent,
+    SecretRequested,
 )
 from roomsvc.domain.ports import RoomRecord, RoomRepository
 from roomsvc.domain.principal import Principal
@@ -34,6 +54,7 @@ from roomsvc.errors import (
     NotFound,
     Overloaded,
     PermissionDenied,
+    Rejected,
     RoomsvcError,
     Timeout,
     TooManyConnections,
@@ -41,6 +62,8 @@ from roomsvc.errors import (
 from roomsvc.ids import Identity, ParticipantId, RoomName, parse_name
 
 MAX_TYPE_LENGTH = 128
+#: calls from other nodes remembered at most (unanswered ones are forgotten oldest first)
+MAX_REMOTE_CALLS = 10000
 
 
 class ParticipantSink(Protocol):
@@ -91,7 +114,23 @@ class _PendingCall:
     future: asyncio.Future[Any]
 
 
+class _RemoteSink:
+    """The sink of a participant connected to another node: a message to it goes over the
+    bus; other events are the other node's to deliver (it sees the same room)."""
+
+    def __init__(self, bus: RoomBus, room: RoomName, participant_id: ParticipantId) -> None:
+        self._bus, self._room, self._id = bus, room, participant_id
+
+    def deliver(self, event: RoomEvent) -> None:
+        if isinstance(event, MessageReceived):
+            self._bus.publish(RemoteMessage(self._bus.node_id, self._room, self._id, event))
+
+
 LeaveHook = Callable[[Participant], Awaitable[None] | None]
+CompletionHook = Callable[[str], None]
+#: issue 15: secret requests between nodes (kept by SecretRequestService)
+SecretRequestHook = Callable[[Participant, SecretRequested], None]
+SecretAnswerHook = Callable[[SecretAnswered], None]
 
 
 class RoomService:
@@ -108,7 +147,12 @@ class RoomService:
         limiter: RateLimiter | None = None,
         max_attributes: int = 64,
         max_attributes_size: int = 16384,
+        bus: RoomBus | None = None,
     ) -> None:
+        self._bus: RoomBus = bus or LocalBus()
+        #: participants connected to other nodes (issue 15), by room, with the node holding each
+        self._remote: dict[RoomName, dict[ParticipantId, Participant]] = defaultdict(dict)
+        self._remote_node: dict[ParticipantId, str] = {}
         self._limiter = limiter or RateLimiter.off()
         self._rooms = rooms
         self._clock = clock
@@ -120,7 +164,12 @@ class RoomService:
         self._present: dict[RoomName, dict[ParticipantId, Participant]] = defaultdict(dict)
         self._per_identity: dict[Identity, int] = defaultdict(int)
         self._calls: dict[str, _PendingCall] = {}
+        #: issue 15: calls from other nodes to participants here: call id -> the callee
+        self._remote_calls: dict[str, Participant] = {}
         self._leave_hooks: list[LeaveHook] = []
+        self._completion_hooks: list[CompletionHook] = []
+        self._secret_request_hooks: list[SecretRequestHook] = []
+        self._secret_answer_hooks: list[SecretAnswerHook] = []
         #: rooms known to exist in storage
         self._known_rooms: set[RoomName] = set()
 
@@ -158,6 +207,7 @@ class RoomService:
         """
         if principal.room is None:
             raise PermissionDenied("this token has no room grant")
+        self._check_bus()
         room = principal.room
         if self._per_identity[principal.identity] >= self._max_per_identity:
             raise TooManyConnections(
@@ -171,7 +221,7 @@ class RoomService:
             # rooms are never deleted: a join to a room seen once needs no storage read (issue 12)
             self._known_rooms.add(room)
         present = self._present[room]
-        if len(present) >= self._max_participants:
+        if len(present) + len(self._remote.get(room, {})) >= self._max_participants:
             raise Overloaded(f"room {room!r} is full")
         # re-check after the awaits above: another join of the same identity may have landed
         if self._per_identity[principal.identity] >= self._max_per_identity:
@@ -191,6 +241,7 @@ class RoomService:
         present[participant.id] = participant
         self._per_identity[principal.identity] += 1
         self._fan_out(participant, ParticipantJoined(participant.info()))
+        self._bus.publish(RemoteJoined(self._bus.node_id, room, participant.info()))
         return participant
 
     def on_leave(self, hook: LeaveHook) -> None:
@@ -206,19 +257,47 @@ class RoomService:
         self._per_identity[participant.identity] -= 1
         if self._per_identity[participant.identity] <= 0:
             del self._per_identity[participant.identity]
+        for call_id in [c for c, callee in self._remote_calls.items() if callee is participant]:
+            del self._remote_calls[call_id]  # the caller's node hears of the leave and ends the call
         for call_id, call in list(self._calls.items()):
             if call.target is participant and not call.future.done():
                 call.future.set_exception(NotFound("the participant called has left the room"))
             if call.caller is participant or call.target is participant:
                 self._calls.pop(call_id, None)
         self._fan_out(participant, ParticipantLeft(participant.info()))
+        self._bus.publish(RemoteLeft(self._bus.node_id, participant.room, participant.id))
         for hook in self._leave_hooks:
             result = hook(participant)
             if result is not None:
                 await result
 
     def participants(self, room: RoomName) -> list[Participant]:
+        """Everyone present in the room: on this node, then on the other nodes."""
+        return [*self._present.get(room, {}).values(), *self._remote.get(room, {}).values()]
+
+    def local_participants(self, room: RoomName) -> list[Participant]:
+        """The participants connected to this node."""
         return list(self._present.get(room, {}).values())
+
+    @property
+    def node_id(self) -> str:
+        return self._bus.node_id
+
+    def is_remote(self, participant: Participant) -> bool:
+        return participant.id in self._remote_node
+
+    def local_rooms(self) -> list[tuple[RoomName, ParticipantInfo]]:
+        """Every participant of this node and its room (what the bus announces again
+        after this node was cut off from the others)."""
+        return [(p.room, p.info()) for room in self._present.values() for p in room.values()]
+
+    def remote_nodes(self) -> set[str]:
+        """The other nodes that hold someone present here."""
+        return set(self._remote_node.values())
+
+    def unavailable(self) -> str | None:
+        """Why this node admits nobody now (it lost the cluster's bus), or None."""
+        return self._bus.unavailable()
 
     def find(self, room: RoomName, participant_id: str) -> Participant:
         """The participant with that id in that room.
@@ -227,6 +306,8 @@ class RoomService:
             NotFound: nobody with that id is present in the room.
         """
         found = self._present.get(room, {}).get(ParticipantId(participant_id))
+        if found is None:
+            found = self._remote.get(room, {}).get(ParticipantId(participant_id))
         if found is None:
             raise NotFound(f"no participant {participant_id!r} in this room")
         return found
@@ -244,6 +325,7 @@ class RoomService:
         merged = self._check_attributes({**participant.attributes, **_attributes(attributes)})
         participant.attributes = merged
         self._fan_out(participant, ParticipantUpdated(participant.info()), include_self=True)
+        self._bus.publish(RemoteUpdated(self._bus.node_id, participant.room, participant.info()))
 
     # -- messages -------------------------------------------------------------------
 
@@ -263,15 +345,40 @@ class RoomService:
     ) -> int:
         self._limiter.check(MESSAGES, sender.room, sender.identity)
         event = MessageReceived(sender.info(), _check_type(message_type), body, attachment, broadcast=True)
-        return self._fan_out(sender, event)
+        remote = self._remote.get(sender.room)
+        if remote:
+            self._bus.publish(RemoteMessage(self._bus.node_id, sender.room, None, event))
+        return self._fan_out(sender, event) + len(remote or ())
 
     def notify(self, participant: Participant, notice: Notice) -> None:
+        """Deliver a notice (a secret or consent request, its end) to one participant.
+
+        Raises:
+            Overloaded: the participant is connected to another node; requests between
+                nodes are not carried yet (docs/scale.md).
+        """
+        if self.is_remote(participant) and isinstance(notice, RequestEnded):
+            self._bus.publish(RemoteRequestEnded(
+                self._bus.node_id, participant.room, participant.id, notice.request_id, notice.outcome
+            ))
+            return
+        if self.is_remote(participant) and isinstance(notice, SecretRequested):
+            self._bus.publish(RemoteSecretRequest(self._bus.node_id, participant.room, notice))
+            return
+        if self.is_remote(participant) and isinstance(notice, OAuthConsentRequested):
+            self._bus.publish(RemoteConsentRequest(self._bus.node_id, participant.room, notice))
+            return
+        if self.is_remote(participant):
+            raise Overloaded(
+                f"participant {participant.id!r} is connected to another roomsvc node; "
+                "requests to it must be made from that node (docs/scale.md)"
+            )
         participant.sink.deliver(notice)
 
     def notify_identity(self, room: RoomName, identity: Identity, notice: Notice) -> int:
         """Deliver a notice to every connection of one identity in a room."""
         count = 0
-        for p in self.participants(room):
+        for p in self.local_participants(room):
             if p.identity == identity:
                 p.sink.deliver(notice)
                 count += 1
@@ -293,7 +400,11 @@ class RoomService:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls[call_id] = _PendingCall(caller, target, future)
         try:
-            target.sink.deliver(CallReceived(call_id, caller.info(), _check_type(method, "call method"), body))
+            received = CallReceived(call_id, caller.info(), _check_type(method, "call method"), body)
+            if self.is_remote(target):
+                self._bus.publish(RemoteCall(self._bus.node_id, caller.room, target.id, received))
+            else:
+                target.sink.deliver(received)
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             raise Timeout(f"participant {to!r} did not answer within {timeout:g} s") from None
@@ -301,6 +412,10 @@ class RoomService:
             self._calls.pop(call_id, None)
 
     def answer(self, callee: Participant, call_id: str, *, body: Any = None, error: RoomsvcError | None = None) -> None:
+        if self._remote_calls.get(call_id) is callee:
+            del self._remote_calls[call_id]
+            self._bus.publish(CallAnswered(self._bus.node_id, call_id, body, None if error is None else error.message))
+            return
         call = self._calls.get(call_id)
         if call is None or call.target is not callee:
             raise NotFound(f"no pending call {call_id!r} addressed to you")
@@ -309,6 +424,118 @@ class RoomService:
                 call.future.set_exception(error)
             else:
                 call.future.set_result(body)
+
+    # -- events from the other nodes (issue 15) ---------------------------------------------
+
+    def receive(self, event: BusEvent) -> None:
+        """Apply what happened on another node and tell this node's participants."""
+        if isinstance(event, RemoteMessage):
+            if event.to is None:
+                for p in self.local_participants(event.room):
+                    p.sink.deliver(event.message)
+            else:
+                target = self._present.get(event.room, {}).get(event.to)
+                if target is not None:
+                    target.sink.deliver(event.message)
+        elif isinstance(event, (RemoteJoined, RemoteUpdated)):
+            info = event.participant
+            room = self._remote[event.room]
+            known = room.get(info.id)
+            if known is None:
+                room[info.id] = self._remote_participant(event.room, info)
+                self._remote_node[info.id] = event.node
+                self._tell_local(event.room, ParticipantJoined(info))
+            elif dict(known.attributes) != dict(info.attributes):
+                known.attributes = dict(info.attributes)
+                self._tell_local(event.room, ParticipantUpdated(info))
+        elif isinstance(event, RemoteLeft):
+            self._remote_left(event.room, event.participant_id)
+        elif isinstance(event, RemoteRequestEnded):
+            target = self._present.get(event.room, {}).get(event.participant_id)
+            if target is not None:
+                target.sink.deliver(RequestEnded(event.request_id, event.outcome))
+        elif isinstance(event, RemoteSecretRequest):
+            asked = self._present.get(event.room, {}).get(event.notice.participant_id)
+            if asked is not None:
+                for secret_hook in self._secret_request_hooks:
+                    secret_hook(asked, event.notice)
+                asked.sink.deliver(event.notice)
+        elif isinstance(event, RemoteCall):
+            callee = self._present.get(event.room, {}).get(event.to)
+            if callee is not None:
+                while len(self._remote_calls) >= MAX_REMOTE_CALLS:
+                    del self._remote_calls[next(iter(self._remote_calls))]
+                self._remote_calls[event.call.call_id] = callee
+                callee.sink.deliver(event.call)
+        elif isinstance(event, CallAnswered):
+            call = self._calls.get(event.call_id)
+            if call is not None and self.is_remote(call.target) and not call.future.done():
+                if event.error is not None:
+                    call.future.set_exception(Rejected(event.error[:500]))
+                else:
+                    call.future.set_result(event.body)
+        elif isinstance(event, RemoteConsentRequest):
+            consenter = self._present.get(event.room, {}).get(event.notice.participant_id)
+            if consenter is not None:
+                consenter.sink.deliver(event.notice)
+        elif isinstance(event, SecretAnswered):
+            for answer_hook in self._secret_answer_hooks:
+                answer_hook(event)
+        elif isinstance(event, RequestCompleted):
+            for hook in self._completion_hooks:
+                hook(event.request_id)
+        elif isinstance(event, NodeGone):
+            for room_name, room in list(self._remote.items()):
+                for pid in [pid for pid in room if self._remote_node.get(pid) == event.node]:
+                    self._remote_left(room_name, pid)
+
+    def announce_completion(self, request_id: str) -> None:
+        """Tell the other nodes that a pending request ended here (its requester may wait there)."""
+        self._bus.publish(RequestCompleted(self._bus.node_id, request_id))
+
+    def announce_secret_answer(self, answer: SecretAnswered) -> None:
+        """Send the answer to a secret request made on another node to that node."""
+        self._bus.publish(answer)
+
+    def on_secret_request(self, hook: SecretRequestHook) -> None:
+        """Run ``hook(target, notice)`` when a participant of this node is asked from another node."""
+        self._secret_request_hooks.append(hook)
+
+    def on_secret_answer(self, hook: SecretAnswerHook) -> None:
+        self._secret_answer_hooks.append(hook)
+
+    def on_completion(self, hook: CompletionHook) -> None:
+        """Run ``hook(request_id)`` when another node says a pending request ended."""
+        self._completion_hooks.append(hook)
+
+    def _remote_participant(self, room: RoomName, info: ParticipantInfo) -> Participant:
+        principal = Principal(identity=info.identity, role=info.role, room=room)
+        return Participant(
+            id=info.id, room=room, principal=principal, sink=_RemoteSink(self._bus, room, info.id),
+            attributes=dict(info.attributes), protocol=info.protocol,
+        )
+
+    def _remote_left(self, room_name: RoomName, participant_id: ParticipantId) -> None:
+        room = self._remote.get(room_name, {})
+        gone = room.pop(participant_id, None)
+        self._remote_node.pop(participant_id, None)
+        if not room:
+            self._remote.pop(room_name, None)
+        if gone is not None:
+            self._tell_local(room_name, ParticipantLeft(gone.info()))
+            for call_id, call in list(self._calls.items()):
+                if call.target is gone and not call.future.done():
+                    call.future.set_exception(NotFound("the participant called has left the room"))
+                    self._calls.pop(call_id, None)
+
+    def _tell_local(self, room: RoomName, event: RoomEvent) -> None:
+        for p in self.local_participants(room):
+            p.sink.deliver(event)
+
+    def _check_bus(self) -> None:
+        reason = self._bus.unavailable()
+        if reason is not None:
+            raise Overloaded(f"{reason}: this node admits nobody until it reaches the other nodes again")
 
     # -- internals ------------------------------------------------------------------
 
@@ -326,7 +553,7 @@ class RoomService:
 
     def _fan_out(self, sender: Participant, event: RoomEvent, *, include_self: bool = False) -> int:
         count = 0
-        for p in self.participants(sender.room):
+        for p in self.local_participants(sender.room):
             if p is sender and not include_self:
                 continue
             p.sink.deliver(event)

@@ -9,7 +9,11 @@ given: the same rules as any write by the requester, never in another identity's
 namespace) with id ``req:`` + a hash of (url, type), and returned to the requester. :meth:`~SecretRequestService.delete_requested` removes it.
 
 Requests wait in memory on the node holding the requester's connection: they end when
-answered, when the timeout passes, or when either participant leaves.
+answered, when the timeout passes, or when either participant leaves. With several nodes
+(issue 15) the participant asked may be on another node: the notice goes there over the
+room bus, that node keeps what it needs to check the answer, and sends the value back
+sealed under the vault's active key (the nodes share the vault's keys; the bus never sees
+the value in the clear).
 """
 
 from __future__ import annotations
@@ -17,19 +21,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 
 from roomsvc.domain.audit import Auditor
+from roomsvc.domain.cluster import SecretAnswered
 from roomsvc.domain.events import RequestEnded, SecretRequested
 from roomsvc.domain.policy import Action
 from roomsvc.domain.policy import Address as PolicyAddress
-from roomsvc.domain.ports import SecretRecord
+from roomsvc.domain.ports import Cipher, SecretRecord
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.ratelimit import FLOWS, SECRET_OPS, RateLimiter
 from roomsvc.domain.rooms import Participant, RoomService
 from roomsvc.domain.secrets import DEFAULT_TYPE, Address, SecretService
-from roomsvc.errors import InvalidRequest, NotFound, Overloaded, PermissionDenied, Rejected, Timeout
+from roomsvc.errors import InvalidRequest, NotFound, Overloaded, PermissionDenied, Rejected, RoomsvcError, Timeout
 from roomsvc.ids import SecretBytes, SecretId, parse_identity
+
+#: requests from other nodes remembered at most (the oldest are forgotten first)
+MAX_REMOTE_ASKS = 10000
 
 MAX_URL = 2048
 MAX_TYPE = 256
@@ -51,6 +60,15 @@ class _Pending:
     future: asyncio.Future[SecretBytes]
 
 
+@dataclass
+class _RemoteAsk:
+    """A request made on another node to a participant of this one."""
+
+    target: Participant
+    notice: SecretRequested
+    deadline: float
+
+
 @dataclass(frozen=True)
 class ProvidedSecret:
     record: SecretRecord
@@ -69,8 +87,11 @@ class SecretRequestService:
         max_pending_per_identity: int = 8,
         min_timeout: float = 0.0,
         limiter: RateLimiter | None = None,
+        cipher: Cipher | None = None,
     ) -> None:
         self._limiter = limiter or RateLimiter.off()
+        self._cipher = cipher
+        self._remote_asks: dict[str, _RemoteAsk] = {}
         self._min_timeout = min_timeout
         self._rooms = rooms
         self._secrets = secrets
@@ -80,6 +101,9 @@ class SecretRequestService:
         self._max_pending = max_pending_per_identity
         self._pending: dict[str, _Pending] = {}
         rooms.on_leave(self._left)
+        if cipher is not None:
+            rooms.on_secret_request(self._asked_from_elsewhere)
+            rooms.on_secret_answer(self._answered_elsewhere)
 
     async def request(
         self,
@@ -140,13 +164,23 @@ class SecretRequestService:
         Raises:
             NotFound: no such pending request. PermissionDenied: addressed to someone else.
         """
-        pending = self._answerable(participant, request_id)
         if len(value) > self._secrets.max_value_size:
             raise InvalidRequest(f"the secret is larger than {self._secrets.max_value_size} bytes")
+        remote = self._remote_answerable(participant, request_id)
+        if remote is not None:
+            assert self._cipher is not None
+            sealed = self._cipher.encrypt(bytes(value), _answer_aad(request_id))
+            self._rooms.announce_secret_answer(SecretAnswered(self._rooms.node_id, request_id, "provided", sealed))
+            return
+        pending = self._answerable(participant, request_id)
         pending.future.set_result(SecretBytes(bytes(value)))
         self._ended(pending, "provided")
 
     def reject(self, participant: Participant, request_id: str, error: str | None) -> None:
+        if self._remote_answerable(participant, request_id) is not None:
+            reason = (error or "declined")[:200]
+            self._rooms.announce_secret_answer(SecretAnswered(self._rooms.node_id, request_id, "rejected", reason=reason))
+            return
         pending = self._answerable(participant, request_id)
         pending.future.set_exception(Rejected(f"the participant asked declined: {(error or 'declined')[:200]}"))
         self._ended(pending, "rejected")
@@ -179,6 +213,54 @@ class SecretRequestService:
             raise PermissionDenied(decision.reason)
         return pending
 
+    # -- between nodes (issue 15) ----------------------------------------------------------
+
+    def _asked_from_elsewhere(self, target: Participant, notice: SecretRequested) -> None:
+        now = time.monotonic()
+        for request_id, ask in list(self._remote_asks.items()):
+            if ask.deadline <= now:
+                del self._remote_asks[request_id]
+        while len(self._remote_asks) >= MAX_REMOTE_ASKS:
+            del self._remote_asks[next(iter(self._remote_asks))]
+        self._remote_asks[notice.request_id] = _RemoteAsk(target, notice, now + notice.timeout)
+
+    def _remote_answerable(self, participant: Participant, request_id: str) -> _RemoteAsk | None:
+        """The request from another node addressed to ``participant``, checked as a local one is.
+
+        Raises:
+            PermissionDenied: the policy refuses this participant's answer.
+        """
+        ask = self._remote_asks.get(request_id) if isinstance(request_id, str) else None
+        if ask is None or ask.deadline <= time.monotonic() or ask.target is not participant or self._cipher is None:
+            return None
+        notice = ask.notice
+        decision = self._secrets.decide(participant.principal, Action.ANSWER, PolicyAddress(
+            participant.room, notice.owner, SecretId(requested_secret_id(notice.url, notice.type)), notice.delegate_to,
+            asked_identity=participant.identity, asked_participant=participant.id,
+        ), participant=participant.id)
+        if not decision.allowed:
+            raise PermissionDenied(decision.reason)
+        del self._remote_asks[request_id]
+        return ask
+
+    def _answered_elsewhere(self, answer: SecretAnswered) -> None:
+        pending = self._pending.get(answer.request_id)
+        if pending is None or pending.future.done() or not self._rooms.is_remote(pending.target):
+            return
+        if answer.outcome == "provided" and answer.sealed is not None and self._cipher is not None:
+            try:
+                value = self._cipher.decrypt(answer.sealed, _answer_aad(answer.request_id))
+            except RoomsvcError as exc:
+                pending.future.set_exception(exc)
+                return
+            if len(value) > self._secrets.max_value_size:
+                return
+            pending.future.set_result(SecretBytes(value))
+            self._ended(pending, "provided")
+        elif answer.outcome == "rejected":
+            pending.future.set_exception(Rejected(f"the participant asked declined: {answer.reason[:200]}"))
+            self._ended(pending, "rejected")
+
     def _ended(self, pending: _Pending, outcome: str) -> None:
         if pending.target.id in {p.id for p in self._rooms.participants(pending.target.room)}:
             self._rooms.notify(pending.target, RequestEnded(pending.id, outcome))
@@ -200,6 +282,11 @@ def _text(value: object, what: str, limit: int) -> str:
     if not isinstance(value, str) or not value or len(value) > limit or not value.isprintable():
         raise InvalidRequest(f"'{what}' must be printable text of 1-{limit} characters")
     return value
+
+
+def _answer_aad(request_id: str) -> bytes:
+    """The place a sealed answer is bound to: this request only."""
+    return f"roomsvc:secret-request-answer:{request_id}".encode()
 
 
 def _new_id() -> str:

@@ -113,9 +113,9 @@ async def test_one_callback_sent_to_both_nodes_at_once_is_exchanged_once(
     oauth_env: OAuthEnv, nodes: tuple[Server, Server, str], browser: aiohttp.ClientSession
 ) -> None:
     """The flow's move to 'exchanging' is one conditional UPDATE in the shared database:
-    whichever node gets there first exchanges the code, the other refuses. (Telling a
-    requester on node A that node B completed its flow needs the fan-out between nodes,
-    not built yet: here A's requester is only waited for when A won.)"""
+    whichever node gets there first exchanges the code, the other refuses. (These nodes
+    run without the cluster bus, so A's requester is only waited for when A won; with it,
+    tests/oauth/test_consent_across_nodes.py shows A's requester answered either way.)"""
     a, b, _ = nodes
     async with oauth_env.agent_and_person("olga", server=a) as (agent_id, person_id, agent, person):
         task, push = await ask(agent, person)

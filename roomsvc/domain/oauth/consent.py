@@ -135,6 +135,9 @@ class ConsentFlows:
         self._waiters: dict[str, _Waiter] = {}
         #: exchanges in progress, kept referenced until they end (see _exchange_to_the_end)
         self._exchanges: set[asyncio.Future[StoredCredential]] = set()
+        #: issue 15: flows that ended on another node, being read back for a waiter here
+        self._remote_ends: set[asyncio.Future[None]] = set()
+        rooms.on_completion(self._ended_elsewhere)
 
     # -- asking -------------------------------------------------------------------------------------
 
@@ -479,11 +482,44 @@ class ConsentFlows:
                 waiter.future.set_result(result)
             else:
                 waiter.future.set_exception(failure or Timeout("the OAuth request ended"))
+        elif waiter is None:
+            # the requester may wait on another node (the callback landed here): tell them
+            self._rooms.announce_completion(flow.id)
         consenter = self._present(flow)
         if consenter is not None:
             self._rooms.notify(consenter, RequestEnded(flow.id, status.value))
         await self._audit.record(SYSTEM_IDENTITY, flow_address(flow), "oauth_flow", "oauth", status.value, reason)
         return True
+
+    def _ended_elsewhere(self, flow_id: str) -> None:
+        """Another node ended a flow: if its requester waits here, answer it from the database."""
+        if flow_id not in self._waiters:
+            return
+        task = asyncio.ensure_future(self._answer_from_store(flow_id))
+        self._remote_ends.add(task)
+        task.add_done_callback(self._remote_ends.discard)
+
+    async def _answer_from_store(self, flow_id: str) -> None:
+        waiter = self._waiters.get(flow_id)
+        flow = await self._flows.get_flow(id=flow_id)
+        if waiter is None or waiter.future.done() or flow is None or not flow.status.terminal:
+            return
+        if flow.status is FlowStatus.COMPLETED:
+            stored = await self._vault.load(flow_address(flow))
+            if stored is None:
+                waiter.future.set_exception(NotFound("the credential of this OAuth request is gone"))
+                return
+            waiter.future.set_result(TokenGrant.of(
+                stored.credential, id=stored.address.id, owner=stored.address.owner, version=stored.version,
+                delegated_to=stored.address.delegated_to,
+            ))
+        elif flow.status is FlowStatus.REJECTED:
+            waiter.future.set_exception(Rejected("the person declined"))
+        elif flow.status is FlowStatus.EXPIRED:
+            waiter.future.set_exception(Timeout("the OAuth request expired"))
+        else:
+            code = flow.error if _ERROR_CODE.fullmatch(flow.error or "") else "error"
+            waiter.future.set_exception(OAuthError(f"the sign-in failed on another node ({code})", error=code))
 
     def _present(self, flow: Flow) -> Participant | None:
         try:

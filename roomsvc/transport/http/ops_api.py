@@ -21,6 +21,10 @@ async def readyz(request: web.Request) -> web.Response:
         await request.app[SERVICES].rooms.list_rooms()
     except Exception:
         return web.json_response({"status": "storage unavailable"}, status=503)
+    # issue 15: a node cut off from the other nodes admits nobody (it would split the room)
+    cut_off = request.app[SERVICES].rooms.unavailable()
+    if cut_off is not None:
+        return web.json_response({"status": cut_off}, status=503)
     return web.json_response({"status": "ready"})
 
 
