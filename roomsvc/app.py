@@ -36,7 +36,7 @@ from roomsvc.domain.oauth.refresh import LocalLocks
 from roomsvc.domain.oauth.registry import ConnectorRegistry
 from roomsvc.domain.oauth.service import OAuthPolicy, OAuthService
 from roomsvc.domain.oauth.tokens import OAuthCredentials
-from roomsvc.domain.observe import NOOP, Observer
+from roomsvc.domain.observe import NO_CLUSTER, NOOP, ClusterObserver, Observer
 from roomsvc.domain.principal import Principal, build_claims, principal_from_claims
 from roomsvc.domain.project_secrets import ProjectSecretService
 from roomsvc.domain.ratelimit import FLOWS, MESSAGES, SECRET_OPS, Rate, RateLimiter
@@ -155,7 +155,7 @@ async def refresh_lock(store: Engine, settings: Settings) -> tuple[KeyedLock, Ca
 # -- several nodes: fan-out over Redis (issue 15) -------------------------------------------
 
 
-def cluster_bus(settings: Settings, cipher: EnvelopeCipher) -> RedisBus | None:
+def cluster_bus(settings: Settings, cipher: EnvelopeCipher, observer: ClusterObserver = NO_CLUSTER) -> RedisBus | None:
     """The Redis bus when ``cluster.enabled`` (config refuses it without PostgreSQL)."""
     c = settings.cluster
     if not c.enabled:
@@ -163,7 +163,7 @@ def cluster_bus(settings: Settings, cipher: EnvelopeCipher) -> RedisBus | None:
     return RedisBus(
         url=c.redis_url, password=c.redis_password.reveal() or None, node_id=c.node_id or secrets.token_hex(6),
         prefix=c.prefix, heartbeat_interval=c.heartbeat_interval, node_expiry=c.node_expiry, timeout=c.redis_timeout,
-        cipher=cipher,
+        cipher=cipher, observer=observer,
     )
 
 
@@ -284,7 +284,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None, tracin
         connect_timeout=settings.oauth.http_connect_timeout, timeout=settings.oauth.http_timeout,
         max_response_size=settings.oauth.max_response_size,
     )
-    bus = cluster_bus(settings, cipher)
+    bus = cluster_bus(settings, cipher, telemetry.cluster)
     services = _services(
         settings, store=store, cipher=cipher, keyring=keyring, auditor=auditor, tokens=tokens, clock=clock,
         provider=provider, connectors=connectors, authenticate=authenticate, public_url=public_url, lock=lock,

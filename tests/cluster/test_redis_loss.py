@@ -62,9 +62,16 @@ async def test_losing_redis_turns_readyz_503_and_refuses_joins_until_it_is_back(
     node, private = lonely
     assert ready(node) == (200, '{"status": "ready"}')
     present = await NativeClient.connect(node.ws_url("loss-room"), node.token("present", "loss-room"))
+    leaving = await NativeClient.connect(node.ws_url("loss-room"), node.token("leaving", "loss-room"))
     try:
+        assert (await cluster_series(node))["roomsvc_cluster_redis_connected"] == 1
         private.stop()
         await until(lambda: ready(node)[0] == 503, "readyz answers 503 once Redis is gone", within=WAIT)
+        # the metrics say so too, and count the leave the other nodes could not be told of
+        assert (await cluster_series(node))["roomsvc_cluster_redis_connected"] == 0
+        await leaving.close()
+        await until(lambda: _unannounced(node, 1), "the leave made while Redis is gone is counted as not carried",
+                    within=WAIT)
         assert json.loads(ready(node)[1]) == {"status": "redis unavailable"}
         code, reason = await native_refusal(node, "loss-room")
         assert "redis unavailable" in reason, (code, reason)
@@ -76,7 +83,20 @@ async def test_losing_redis_turns_readyz_503_and_refuses_joins_until_it_is_back(
         # Redis is back (same port, empty: no persistence): the node beats, re-announces, admits again
         private.start()
         await until(lambda: ready(node)[0] == 200, "readyz answers 200 once Redis is back", within=WAIT)
+        assert (await cluster_series(node))["roomsvc_cluster_redis_connected"] == 1
         again = await NativeClient.connect(node.ws_url("loss-room"), node.token("again", "loss-room"))
         await again.close()
     finally:
         await present.close()
+
+
+async def cluster_series(node: Server) -> dict[str, float]:
+    async with aiohttp.ClientSession() as http, http.get(f"{node.url}/metrics") as reply:
+        text = await reply.text()
+    return {name: float(value) for name, value in (
+        line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("roomsvc_cluster_")
+    )}
+
+
+async def _unannounced(node: Server, count: int) -> bool:
+    return (await cluster_series(node)).get('roomsvc_cluster_publish_failures_total{reason="unavailable"}') == count
