@@ -9,6 +9,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, web
 
@@ -152,6 +153,29 @@ async def refresh_lock(store: Engine, settings: Settings) -> tuple[KeyedLock, Ca
 # -- end of the storage engine choice ----------------------------------------------------
 
 
+# -- outbound OAuth in production mode (issue 17) -------------------------------------------
+
+
+def operator_hosts(settings: Settings, connectors: list[ConnectorSpec]) -> set[str]:
+    """The hosts the operator named (connectors' endpoints, inline endpoint prefixes,
+    trusted MCP servers): these may resolve to private addresses in production mode."""
+    urls = [u for c in connectors for u in (c.issuer, c.authorization_endpoint, c.token_endpoint,
+                                             c.revocation_endpoint, c.userinfo_endpoint)]
+    urls += [u.rstrip("*") for u in (*settings.oauth.inline_endpoints, *settings.mcp.trusted_servers)]
+    hosts = set()
+    for url in urls:
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            continue
+        if host:
+            hosts.add(host)
+    return hosts
+
+
+# -- end of outbound OAuth in production mode ------------------------------------------------
+
+
 # -- several nodes: fan-out over Redis (issue 15) -------------------------------------------
 
 
@@ -283,6 +307,8 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None, tracin
     provider = AiohttpOAuthProvider(
         connect_timeout=settings.oauth.http_connect_timeout, timeout=settings.oauth.http_timeout,
         max_response_size=settings.oauth.max_response_size,
+        # issue 17: in production names must resolve to public addresses, but for the hosts the operator named
+        public_only=not settings.server.allow_insecure_loopback, exempt_hosts=operator_hosts(settings, connectors),
     )
     bus = cluster_bus(settings, cipher, telemetry.cluster)
     services = _services(
