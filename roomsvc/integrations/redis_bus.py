@@ -31,6 +31,7 @@ from roomsvc.domain.cluster import (
     BusEvent,
     CallAnswered,
     NodeGone,
+    NodePresent,
     RemoteCall,
     RemoteConsentRequest,
     RemoteJoined,
@@ -299,15 +300,27 @@ class RedisBus:
         self._observer.nodes_alive(alive)
 
     async def _learn(self) -> None:
-        """Who is on the other live nodes (after subscribing, so nothing is missed between)."""
+        """Who is on the other live nodes (after subscribing, so nothing is missed between).
+
+        After an outage of this node's link the list may hold participants who left while
+        their leave was not carried: each live node's entries are reconciled against its
+        presence hash, and nodes no longer alive are dropped at once."""
         assert self._rooms is not None
+        alive: set[str] = set()
         for raw in await self._client.smembers(self._nodes_key):
             node = str(raw)
             if node == self._node or not await self._client.exists(self._alive_key(node)):
                 continue
+            alive.add(node)
+            held: set[str] = set()
             for value in (await self._client.hgetall(self._participants_key(node))).values():
                 entry = json.loads(value)
-                self._rooms.receive(RemoteJoined(node, RoomName(entry["room"]), _parse_info(entry["p"])))
+                info = _parse_info(entry["p"])
+                held.add(info.id)
+                self._rooms.receive(RemoteJoined(node, RoomName(entry["room"]), info))
+            self._rooms.receive(NodePresent(node, frozenset(held)))
+        for node in self._rooms.remote_nodes() - alive:
+            self._rooms.receive(NodeGone(node))
 
     # -- receiving -------------------------------------------------------------------------
 
