@@ -9,6 +9,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, web
 
@@ -36,7 +37,7 @@ from roomsvc.domain.oauth.refresh import LocalLocks
 from roomsvc.domain.oauth.registry import ConnectorRegistry
 from roomsvc.domain.oauth.service import OAuthPolicy, OAuthService
 from roomsvc.domain.oauth.tokens import OAuthCredentials
-from roomsvc.domain.observe import NOOP, Observer
+from roomsvc.domain.observe import NO_CLUSTER, NOOP, ClusterObserver, Observer
 from roomsvc.domain.principal import Principal, build_claims, principal_from_claims
 from roomsvc.domain.project_secrets import ProjectSecretService
 from roomsvc.domain.ratelimit import FLOWS, MESSAGES, SECRET_OPS, Rate, RateLimiter
@@ -152,10 +153,33 @@ async def refresh_lock(store: Engine, settings: Settings) -> tuple[KeyedLock, Ca
 # -- end of the storage engine choice ----------------------------------------------------
 
 
+# -- outbound OAuth in production mode (issue 17) -------------------------------------------
+
+
+def operator_hosts(settings: Settings, connectors: list[ConnectorSpec]) -> set[str]:
+    """The hosts the operator named (connectors' endpoints, inline endpoint prefixes,
+    trusted MCP servers): these may resolve to private addresses in production mode."""
+    urls = [u for c in connectors for u in (c.issuer, c.authorization_endpoint, c.token_endpoint,
+                                             c.revocation_endpoint, c.userinfo_endpoint)]
+    urls += [u.rstrip("*") for u in (*settings.oauth.inline_endpoints, *settings.mcp.trusted_servers)]
+    hosts = set()
+    for url in urls:
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            continue
+        if host:
+            hosts.add(host)
+    return hosts
+
+
+# -- end of outbound OAuth in production mode ------------------------------------------------
+
+
 # -- several nodes: fan-out over Redis (issue 15) -------------------------------------------
 
 
-def cluster_bus(settings: Settings, cipher: EnvelopeCipher) -> RedisBus | None:
+def cluster_bus(settings: Settings, cipher: EnvelopeCipher, observer: ClusterObserver = NO_CLUSTER) -> RedisBus | None:
     """The Redis bus when ``cluster.enabled`` (config refuses it without PostgreSQL)."""
     c = settings.cluster
     if not c.enabled:
@@ -163,7 +187,7 @@ def cluster_bus(settings: Settings, cipher: EnvelopeCipher) -> RedisBus | None:
     return RedisBus(
         url=c.redis_url, password=c.redis_password.reveal() or None, node_id=c.node_id or secrets.token_hex(6),
         prefix=c.prefix, heartbeat_interval=c.heartbeat_interval, node_expiry=c.node_expiry, timeout=c.redis_timeout,
-        cipher=cipher,
+        cipher=cipher, observer=observer,
     )
 
 
@@ -283,8 +307,10 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None, tracin
     provider = AiohttpOAuthProvider(
         connect_timeout=settings.oauth.http_connect_timeout, timeout=settings.oauth.http_timeout,
         max_response_size=settings.oauth.max_response_size,
+        # issue 17: in production names must resolve to public addresses, but for the hosts the operator named
+        public_only=not settings.server.allow_insecure_loopback, exempt_hosts=operator_hosts(settings, connectors),
     )
-    bus = cluster_bus(settings, cipher)
+    bus = cluster_bus(settings, cipher, telemetry.cluster)
     services = _services(
         settings, store=store, cipher=cipher, keyring=keyring, auditor=auditor, tokens=tokens, clock=clock,
         provider=provider, connectors=connectors, authenticate=authenticate, public_url=public_url, lock=lock,

@@ -129,9 +129,19 @@ class NodeGone:
     node: str
 
 
+@dataclass(frozen=True)
+class NodePresent:
+    """Who ``node`` holds now, as read from the shared presence after this node was cut off
+    from the others: any other participant of ``node`` known here left while the events
+    were not carried (never published: the bus makes it from what it reads)."""
+
+    node: str
+    participants: frozenset[str]
+
+
 BusEvent = Union[
     RemoteJoined, RemoteUpdated, RemoteLeft, RemoteMessage, RemoteRequestEnded, RemoteSecretRequest, RemoteConsentRequest,
-    SecretAnswered, RemoteCall, CallAnswered, RequestCompleted, NodeGone,
+    SecretAnswered, RemoteCall, CallAnswered, RequestCompleted, NodeGone, NodePresent,
 ]
 
 

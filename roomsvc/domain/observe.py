@@ -108,3 +108,50 @@ class NoObserver:
 
 
 NOOP: Observer = NoObserver()
+
+
+# -- the fan-out between nodes (issues 15 and 18) -----------------------------------------------
+
+
+class ClusterObserver(Protocol):
+    """What the Redis bus tells an operator (docs/operations.md, "Several nodes").
+
+    ``kind`` is an event kind of the bus's wire format (``message``, ``joined``...), a
+    fixed set; the sender's node id is never a label (nodes come and go).
+    """
+
+    def published(self, kind: str) -> None:
+        """One event was sent to the other nodes."""
+
+    def received(self, kind: str, lag: float | None) -> None:
+        """One event from another node arrived, ``lag`` seconds after its sender stamped it."""
+
+    def publish_failed(self, reason: str, events: int) -> None:
+        """Events not carried: ``redis`` (the round trip failed), ``unavailable`` (Redis was
+        away when they were made) or ``encoding`` (not JSON)."""
+
+    def connected(self, up: bool) -> None:
+        """The node's link to Redis (subscribed and beating) is up or down."""
+
+    def nodes_alive(self, count: int) -> None:
+        """Nodes whose heartbeat is current, this one included."""
+
+
+class NoClusterObserver:
+    def published(self, kind: str) -> None:
+        return None
+
+    def received(self, kind: str, lag: float | None) -> None:
+        return None
+
+    def publish_failed(self, reason: str, events: int) -> None:
+        return None
+
+    def connected(self, up: bool) -> None:
+        return None
+
+    def nodes_alive(self, count: int) -> None:
+        return None
+
+
+NO_CLUSTER: ClusterObserver = NoClusterObserver()

@@ -21,6 +21,7 @@ from roomsvc.domain.cluster import (
     CallAnswered,
     LocalBus,
     NodeGone,
+    NodePresent,
     RemoteCall,
     RemoteConsentRequest,
     RemoteJoined,
@@ -487,6 +488,12 @@ class RoomService:
         elif isinstance(event, NodeGone):
             for room_name, room in list(self._remote.items()):
                 for pid in [pid for pid in room if self._remote_node.get(pid) == event.node]:
+                    self._remote_left(room_name, pid)
+        elif isinstance(event, NodePresent):
+            # a leave missed while this node was cut off from the others: reconcile
+            for room_name, room in list(self._remote.items()):
+                for pid in [pid for pid in room
+                            if self._remote_node.get(pid) == event.node and pid not in event.participants]:
                     self._remote_left(room_name, pid)
 
     def announce_completion(self, request_id: str) -> None:

@@ -23,7 +23,7 @@ import binascii
 import json
 import logging
 import re
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 from urllib.parse import quote_plus
 
 import aiohttp
@@ -38,6 +38,7 @@ from roomsvc.domain.oauth.connectors import ClientConfig
 from roomsvc.domain.oauth.credentials import TokenResponse
 from roomsvc.domain.oauth.ports import ClientAuth, ProviderMetadata
 from roomsvc.errors import InvalidRequest, OAuthError, ProviderUnavailable, RoomsvcError
+from roomsvc.integrations.public_resolver import PrivateAddressRefused, PublicOnlyResolver
 
 log = logging.getLogger("roomsvc.oauth.provider")
 
@@ -57,9 +58,16 @@ def _basic_form_encoded(client: AuthlibClientAuth, method: str, uri: str, header
 class AiohttpOAuthProvider:
     """Implements :class:`roomsvc.domain.oauth.ports.OAuthProvider`."""
 
-    def __init__(self, *, connect_timeout: float = 5.0, timeout: float = 15.0, max_response_size: int = 65536) -> None:
+    def __init__(
+        self, *, connect_timeout: float = 5.0, timeout: float = 15.0, max_response_size: int = 65536,
+        public_only: bool = False, exempt_hosts: Iterable[str] = (),
+    ) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._max = max_response_size
+        #: production mode (issue 17): names must resolve to public addresses, except the
+        #: hosts the operator configured (roomsvc/integrations/public_resolver.py)
+        self._public_only = public_only
+        self._exempt = tuple(exempt_hosts)
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -69,8 +77,9 @@ class AiohttpOAuthProvider:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(resolver=PublicOnlyResolver(self._exempt)) if self._public_only else None
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
+                timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, connector=connector,
                 headers={"User-Agent": "roomsvc-oauth", "Accept": "application/json"},
             )
         return self._session
@@ -184,6 +193,7 @@ class AiohttpOAuthProvider:
         except asyncio.TimeoutError as exc:
             raise ProviderUnavailable("MCP probe: the server did not answer in time") from exc
         except aiohttp.ClientError as exc:
+            _refuse_private(exc, "MCP probe")
             raise ProviderUnavailable(f"MCP probe: cannot reach the server ({type(exc).__name__})") from exc
 
     async def register_client(self, registration_endpoint: str, metadata: Mapping[str, Any]) -> Any:
@@ -235,6 +245,7 @@ class AiohttpOAuthProvider:
         except asyncio.TimeoutError as exc:
             raise ProviderUnavailable(f"{what}: the provider did not answer in time") from exc
         except aiohttp.ClientError as exc:
+            _refuse_private(exc, what)
             raise ProviderUnavailable(f"{what}: cannot reach the provider ({type(exc).__name__})") from exc
         if 300 <= status < 400:
             raise OAuthError(f"{what}: the provider answered with a redirect, which roomsvc does not follow")
@@ -256,6 +267,21 @@ class AiohttpOAuthProvider:
                 raise OAuthError(f"{what}: the provider's answer is larger than {self._max} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _refuse_private(exc: aiohttp.ClientError, what: str) -> None:
+    """A name that resolved only to non-public addresses is a refusal, not an outage:
+    nothing was sent, and trying again will not help.
+
+    Raises:
+        OAuthError: ``private_address``, naming the host (never the URL's path or query).
+    """
+    refused = getattr(exc, "os_error", None)
+    if isinstance(refused, PrivateAddressRefused):
+        raise OAuthError(
+            f"{what}: {refused.host} resolves only to loopback or private addresses; refused before connecting "
+            "(allowed only with server.allow_insecure_loopback)", error="private_address",
+        ) from None
 
 
 def _str(value: object) -> str:

@@ -21,6 +21,7 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from typing import Any, Callable, Coroutine
 
 import redis.asyncio as redis
@@ -30,6 +31,7 @@ from roomsvc.domain.cluster import (
     BusEvent,
     CallAnswered,
     NodeGone,
+    NodePresent,
     RemoteCall,
     RemoteConsentRequest,
     RemoteJoined,
@@ -42,6 +44,7 @@ from roomsvc.domain.cluster import (
     SecretAnswered,
 )
 from roomsvc.domain.events import CallReceived, MessageReceived, OAuthConsentRequested, ParticipantInfo, SecretRequested
+from roomsvc.domain.observe import NO_CLUSTER, ClusterObserver
 from roomsvc.domain.ports import Cipher, EncryptedBlob
 from roomsvc.domain.rooms import RoomService
 from roomsvc.errors import DependencyMissing, RoomsvcError
@@ -68,7 +71,10 @@ class RedisBus:
         node_expiry: float,
         timeout: float,
         cipher: Cipher,
+        observer: ClusterObserver = NO_CLUSTER,
     ) -> None:
+        #: counts events in and out, failures, the link and the delivery lag (docs/operations.md)
+        self._observer = observer
         #: seals what must not cross in the clear (an OAuth start link is a one-time capability)
         self._cipher = cipher
         self._node = node_id
@@ -81,7 +87,8 @@ class RedisBus:
         self._client = redis.Redis.from_url(
             url, password=password, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True,
         )
-        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        #: (raw or event, what to send, when it was made: the wall-clock stamp the receivers read)
+        self._queue: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
         self._rooms: RoomService | None = None
         self._on_revoked: Callable[[], Coroutine[Any, Any, None]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -102,13 +109,16 @@ class RedisBus:
 
     def publish(self, event: BusEvent) -> None:
         if self.unavailable() is not None:
+            self._observer.publish_failed("unavailable", 1)
             return  # the others will drop this node, and it announces everyone again on return
-        self._queue.put_nowait(("event", event))
+        self._queue.put_nowait(("event", event, time.time()))
 
     def publish_revoked(self) -> None:
         """Tell the other nodes that a token or identity was revoked (they re-read the list)."""
         if self.unavailable() is None:
-            self._queue.put_nowait(("raw", _dumps({"k": "revoked", "n": self._node})))
+            self._queue.put_nowait(("raw", {"k": "revoked", "n": self._node}, time.time()))
+        else:
+            self._observer.publish_failed("unavailable", 1)
 
     # -- life ----------------------------------------------------------------------------
 
@@ -130,7 +140,7 @@ class RedisBus:
         # the others drop whoever its previous run had announced
         pipe = self._client.pipeline(transaction=False)
         pipe.delete(self._participants_key(self._node))
-        pipe.publish(self._channel, _dumps({"k": "gone", "n": self._node}))
+        self._send(pipe, {"k": "gone", "n": self._node})
         await pipe.execute()
         await self._beat()
         ready = asyncio.get_running_loop().create_future()
@@ -151,10 +161,11 @@ class RedisBus:
             pipe = self._client.pipeline(transaction=False)
             pipe.delete(self._alive_key(self._node), self._participants_key(self._node))
             pipe.srem(self._nodes_key, self._node)
-            pipe.publish(self._channel, _dumps({"k": "gone", "n": self._node}))
+            self._send(pipe, {"k": "gone", "n": self._node})
             await pipe.execute()
         except (RedisError, OSError):
             pass
+        self._observer.connected(False)
         await self._client.aclose()
 
     # -- tasks ---------------------------------------------------------------------------
@@ -166,21 +177,34 @@ class RedisBus:
             while len(items) < BATCH and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             pipe = self._client.pipeline(transaction=False)
-            for kind, item in items:
+            sent: list[str] = []
+            for kind, item, stamp in items:
                 if kind == "raw":
-                    pipe.publish(self._channel, item)
+                    sent.append(self._send(pipe, item, stamp))
                     continue
                 try:
-                    data = _dumps(self._seal_consent(item) if isinstance(item, RemoteConsentRequest) else _encode(item))
+                    doc = self._seal_consent(item) if isinstance(item, RemoteConsentRequest) else _encode(item)
+                    data = _dumps({**doc, "ts": stamp})
                 except (TypeError, ValueError):
                     log.warning("cluster: an event that is not JSON was not sent to the other nodes")
+                    self._observer.publish_failed("encoding", 1)
                     continue
                 self._presence(pipe, item)
                 pipe.publish(self._channel, data)
+                sent.append(str(doc["k"]))
             try:
                 await pipe.execute()
             except (RedisError, OSError) as exc:
+                self._observer.publish_failed("redis", len(sent))
                 self._lost("publish", exc)
+            else:
+                for sent_kind in sent:
+                    self._observer.published(sent_kind)
+
+    def _send(self, pipe: Any, doc: dict[str, Any], stamp: float | None = None) -> str:
+        """Queue ``doc`` on the pipeline, stamped with the wall-clock time it was made."""
+        pipe.publish(self._channel, _dumps({**doc, "ts": time.time() if stamp is None else stamp}))
+        return str(doc["k"])
 
     def _presence(self, pipe: Any, event: BusEvent) -> None:
         key = self._participants_key(self._node)
@@ -197,6 +221,7 @@ class RedisBus:
                 await pubsub.subscribe(self._channel)
                 await self._learn()
                 self._subscribed = True
+                self._observer.connected(self.unavailable() is None)
                 if not ready.done():
                     ready.set_result(None)
                 while True:
@@ -208,6 +233,7 @@ class RedisBus:
             except (RedisError, OSError) as exc:
                 self._subscribed = False
                 self._resync = True
+                self._observer.connected(False)
                 self._lost("subscription", exc)
             finally:
                 try:
@@ -227,12 +253,14 @@ class RedisBus:
             except (RedisError, OSError) as exc:
                 self._beating = False
                 self._resync = True
+                self._observer.connected(False)
                 self._lost("heartbeat", exc)
 
     async def _beat(self) -> None:
         previous = await self._client.set(self._alive_key(self._node), b"1", px=self._expiry_ms, get=True)
         await self._client.sadd(self._nodes_key, self._node)
         was_beating, self._beating = self._beating, True
+        self._observer.connected(self.unavailable() is None)
         if (previous is None and was_beating) or (self._resync and self._subscribed):
             # the others may have dropped this node (its key expired, or events were lost):
             # announce everyone again, from a clean slate
@@ -244,20 +272,24 @@ class RedisBus:
         key = self._participants_key(self._node)
         pipe = self._client.pipeline(transaction=False)
         pipe.delete(key)
-        pipe.publish(self._channel, _dumps({"k": "gone", "n": self._node}))
+        sent = [self._send(pipe, {"k": "gone", "n": self._node})]
         for room, info in self._rooms.local_rooms():
             event = RemoteJoined(self._node, room, info)
             self._presence(pipe, event)
-            pipe.publish(self._channel, _dumps(_encode(event)))
+            sent.append(self._send(pipe, _encode(event)))
         await pipe.execute()
+        for kind in sent:
+            self._observer.published(kind)
         log.info("cluster: announced this node's participants again")
 
     async def _sweep(self) -> None:
         """Drop the participants of every node whose heartbeat expired."""
         assert self._rooms is not None
         members = {str(m) for m in await self._client.smembers(self._nodes_key)}
+        alive = 1  # this node: it has just beaten
         for node in (members | self._rooms.remote_nodes()) - {self._node}:
             if await self._client.exists(self._alive_key(node)):
+                alive += 1
                 continue
             log.warning("cluster: node %s stopped beating; its participants leave", node)
             self._rooms.receive(NodeGone(node))
@@ -265,17 +297,30 @@ class RedisBus:
             pipe.delete(self._participants_key(node))
             pipe.srem(self._nodes_key, node)
             await pipe.execute()
+        self._observer.nodes_alive(alive)
 
     async def _learn(self) -> None:
-        """Who is on the other live nodes (after subscribing, so nothing is missed between)."""
+        """Who is on the other live nodes (after subscribing, so nothing is missed between).
+
+        After an outage of this node's link the list may hold participants who left while
+        their leave was not carried: each live node's entries are reconciled against its
+        presence hash, and nodes no longer alive are dropped at once."""
         assert self._rooms is not None
+        alive: set[str] = set()
         for raw in await self._client.smembers(self._nodes_key):
             node = str(raw)
             if node == self._node or not await self._client.exists(self._alive_key(node)):
                 continue
+            alive.add(node)
+            held: set[str] = set()
             for value in (await self._client.hgetall(self._participants_key(node))).values():
                 entry = json.loads(value)
-                self._rooms.receive(RemoteJoined(node, RoomName(entry["room"]), _parse_info(entry["p"])))
+                info = _parse_info(entry["p"])
+                held.add(info.id)
+                self._rooms.receive(RemoteJoined(node, RoomName(entry["room"]), info))
+            self._rooms.receive(NodePresent(node, frozenset(held)))
+        for node in self._rooms.remote_nodes() - alive:
+            self._rooms.receive(NodeGone(node))
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -286,6 +331,9 @@ class RedisBus:
             if doc.get("n") == self._node:
                 return
             kind = doc.get("k")
+            stamp = doc.get("ts")
+            lag = time.time() - stamp if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else None
+            self._observer.received(str(kind), lag)
             if kind == "revoked":
                 if self._on_revoked is not None:
                     task = asyncio.get_running_loop().create_task(self._on_revoked())

@@ -44,6 +44,8 @@ class Metrics:
         )
         # -- operations (issue 18): latencies, vault and OAuth outcomes, queues; docs/operations.md
         self.ops = OperationSeries(self.registry)
+        # -- the fan-out between nodes (issues 15 and 18): always registered, set with cluster.enabled
+        self.cluster = ClusterSeries(self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -222,3 +224,62 @@ class OperationSeries:
 
     def service_restart(self, reason: str) -> None:
         self.service_restarts.labels(reason).inc()
+
+
+# -- the fan-out between nodes (issues 15 and 18) ---------------------------------------------------
+
+#: cross-node delivery: a local Redis round trip is well under a millisecond; seconds mean trouble
+_DELIVERY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: the bus's event kinds (roomsvc/integrations/redis_bus.py); anything else counts as ``other``
+_KINDS = frozenset({
+    "message", "joined", "updated", "left", "ended", "completed", "call", "call_answer", "secret_request",
+    "secret_answer", "consent_request", "revoked", "gone",
+})
+_FAILURES = frozenset({"redis", "unavailable", "encoding"})
+
+
+class ClusterSeries:
+    """A :class:`roomsvc.domain.observe.ClusterObserver` over Prometheus series."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.published_total = Counter(
+            "roomsvc_cluster_events_published_total", "Events sent to the other nodes, by kind", ["kind"], registry=r
+        )
+        self.received_total = Counter(
+            "roomsvc_cluster_events_received_total", "Events received from the other nodes, by kind", ["kind"], registry=r
+        )
+        self.failures = Counter(
+            "roomsvc_cluster_publish_failures_total",
+            "Events not carried to the other nodes, by reason (redis, unavailable, encoding)", ["reason"], registry=r,
+        )
+        self.redis_up = Gauge(
+            "roomsvc_cluster_redis_connected", "1 while this node is subscribed and beating in Redis, else 0", registry=r
+        )
+        self.alive = Gauge(
+            "roomsvc_cluster_nodes_alive", "Nodes whose heartbeat is current, this one included", registry=r
+        )
+        self.lag = Histogram(
+            "roomsvc_cluster_delivery_lag_seconds",
+            "From the sender node stamping an event to its receipt here (wall clocks of two machines)",
+            buckets=_DELIVERY, registry=r,
+        )
+        self._published = {k: self.published_total.labels(k) for k in (*_KINDS, "other")}
+        self._received = {k: self.received_total.labels(k) for k in (*_KINDS, "other")}
+
+    def published(self, kind: str) -> None:
+        self._published.get(kind, self._published["other"]).inc()
+
+    def received(self, kind: str, lag: float | None) -> None:
+        self._received.get(kind, self._received["other"]).inc()
+        if lag is not None:
+            self.lag.observe(max(lag, 0.0))
+
+    def publish_failed(self, reason: str, events: int) -> None:
+        self.failures.labels(reason if reason in _FAILURES else "other").inc(events)
+
+    def connected(self, up: bool) -> None:
+        self.redis_up.set(1 if up else 0)
+
+    def nodes_alive(self, count: int) -> None:
+        self.alive.set(count)

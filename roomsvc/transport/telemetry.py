@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Mapping
 
-from roomsvc.domain.observe import AttributeValue, NoObserver, Span
+from roomsvc.domain.observe import NO_CLUSTER, AttributeValue, ClusterObserver, NoObserver, Span
 from roomsvc.transport.metrics import Metrics
 from roomsvc.transport.tracing import SpanKind, Tracing
 
@@ -24,6 +24,8 @@ class Telemetry:
         self.detailed = detailed
         #: the detailed series, or None when they are off (callers test it once)
         self.ops = metrics.ops if detailed else None
+        #: what the Redis bus counts (issues 15 and 18): nothing when the detailed series are off
+        self.cluster: ClusterObserver = metrics.cluster if detailed else NO_CLUSTER
 
     # -- spans ---------------------------------------------------------------------------------
 

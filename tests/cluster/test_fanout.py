@@ -162,6 +162,55 @@ async def test_a_secret_written_on_a_is_read_on_b_at_once(cluster: Cluster) -> N
         await on_b.close()
 
 
+async def test_metrics_count_events_both_ways_the_link_the_nodes_and_the_delivery_lag(cluster: Cluster) -> None:
+    room = "metrics-room"
+    sender = await native(cluster.a, room, "metered-a")
+    receiver = await native(cluster.b, room, "metered-b")
+    try:
+        await until(lambda: _lists_all(sender, {receiver.participant_id}), "A lists B's participant", within=WAIT)
+        a0, b0 = await scrape(cluster.a), await scrape(cluster.b)
+        for i in range(MESSAGES):
+            await sender.request("message.broadcast", {"message_type": "tick", "body": {"seq": i}})
+        assert (await _native_messages(receiver, MESSAGES))[sender.participant_id] == list(range(MESSAGES))
+        a1, b1 = await scrape(cluster.a), await scrape(cluster.b)
+    finally:
+        await sender.close()
+        await receiver.close()
+    sent = 'roomsvc_cluster_events_published_total{kind="message"}'
+    got = 'roomsvc_cluster_events_received_total{kind="message"}'
+    # one bus event per broadcast, whatever the number of participants on the other node
+    assert a1[sent] - a0[sent] == MESSAGES
+    assert b1[got] - b0[got] == MESSAGES
+    # every event received was stamped by its sender: the lag histogram has one more each
+    lag = b1["roomsvc_cluster_delivery_lag_seconds_count"] - b0["roomsvc_cluster_delivery_lag_seconds_count"]
+    assert lag >= MESSAGES
+    assert b1["roomsvc_cluster_delivery_lag_seconds_sum"] >= 0
+    assert b1['roomsvc_cluster_delivery_lag_seconds_bucket{le="+Inf"}'] == b1["roomsvc_cluster_delivery_lag_seconds_count"]
+    print(f"\nmean cross-node lag {(b1['roomsvc_cluster_delivery_lag_seconds_sum'] - b0['roomsvc_cluster_delivery_lag_seconds_sum']) / lag * 1000:.2f} ms")
+    for node in (a1, b1):
+        assert node["roomsvc_cluster_redis_connected"] == 1
+        assert node.get('roomsvc_cluster_publish_failures_total{reason="redis"}', 0) == 0
+    # both nodes beat: each counts itself and the other (the gauge moves with each heartbeat)
+    for server in (cluster.a, cluster.b):
+        await until(lambda s=server: _alive(s, 2), f"{server.url} counts two nodes alive", within=WAIT)
+
+
+async def scrape(node: Server) -> dict[str, float]:
+    """The node's /metrics as {'name{labels}': value} (labels as the exposition writes them)."""
+    async with aiohttp.ClientSession() as http, http.get(f"{node.url}/metrics") as reply:
+        text = await reply.text()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("roomsvc_cluster_"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+async def _alive(node: Server, count: int) -> bool:
+    return (await scrape(node)).get("roomsvc_cluster_nodes_alive") == count
+
+
 async def test_a_killed_node_s_participants_leave_within_the_bound_and_a_keeps_serving(
     cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -170,6 +170,13 @@ async def test_production_mode_refuses_an_authorization_server_on_a_private_addr
             with pytest.raises(ResponseError, match="must use https"):
                 await agent.request("secrets.request_oauth_token", {
                     "from_participant_id": person.participant_id, "mcp": {"url": "http://127.0.0.3:9/mcp"}, "timeout": 5})
+            # a *name* that resolves to loopback (here 0x7f000001, read as 127.0.0.1 by the system
+            # resolver; an attacker's DNS could do the same with any name) is refused before connecting
+            with pytest.raises(ResponseError) as info:
+                await agent.request("secrets.request_oauth_token", {
+                    "from_participant_id": person.participant_id, "mcp": {"url": "https://0x7f000001:9/mcp"}, "timeout": 5})
+            assert info.value.name == "oauth_error", info.value
+            assert "0x7f000001 resolves only to loopback or private addresses" in str(info.value), info.value
             with pytest.raises(asyncio.TimeoutError):
                 await person.next_event("secrets.request_oauth_token", timeout=0.5)
         finally:
