@@ -26,7 +26,7 @@ from roomsvc.domain.observe import NOOP
 from roomsvc.domain.ports import SecretRecord
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.ratelimit import SECRET_OPS, RateLimiter
-from roomsvc.domain.secrets import KIND_OAUTH, SecretService
+from roomsvc.domain.secrets import KIND_OAUTH, OAuthToken, SecretService
 from roomsvc.errors import InvalidRequest, NotFound, PermissionDenied, RoomsvcError
 from roomsvc.ids import SecretBytes
 
@@ -219,10 +219,19 @@ class HeaderService:
 
     async def _value(self, caller: Principal, key: str, record: SecretRecord, value: SecretBytes, channel: str) -> _Value:
         if record.kind == KIND_OAUTH:
-            fresh = await self._tokens.fresh_access_token(caller, record, channel=channel)
-            return _Value(fresh.access_token, record, fresh.expires_at, fresh.allowed_hosts)
-        try:
-            text = value.reveal().decode("utf-8")
-        except UnicodeDecodeError:
-            raise HeaderSpecError(f"the secret for placeholder {{{key}}} is not UTF-8 text") from None
-        return _Value(text, record)
+            if isinstance(value, OAuthToken):
+                # the secret service's read already refreshed it when due and gives the
+                # credential's expiry and hosts with the token: no second read (issue 12)
+                token, expires_at, hosts = _text(value, key), value.expires_at, value.allowed_hosts
+            else:
+                fresh = await self._tokens.fresh_access_token(caller, record, channel=channel)
+                token, expires_at, hosts = fresh.access_token, fresh.expires_at, fresh.allowed_hosts
+            return _Value(token, record, expires_at, hosts)
+        return _Value(_text(value, key), record)
+
+
+def _text(value: SecretBytes, key: str) -> str:
+    try:
+        return value.reveal().decode("utf-8")
+    except UnicodeDecodeError:
+        raise HeaderSpecError(f"the secret for placeholder {{{key}}} is not UTF-8 text") from None

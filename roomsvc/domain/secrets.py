@@ -36,10 +36,23 @@ from roomsvc.errors import (
 )
 from roomsvc.ids import SecretBytes, SecretId, parse_identity, parse_room, parse_secret_id
 
-__all__ = ["Address", "DEFAULT_TYPE", "KIND_OAUTH", "KIND_PLAIN", "OAuthHooks", "SecretService", "secret_aad"]
+__all__ = ["Address", "DEFAULT_TYPE", "KIND_OAUTH", "KIND_PLAIN", "OAuthHooks", "OAuthToken", "SecretService", "secret_aad"]
 
 DEFAULT_TYPE = "application/octet-stream"
 MAX_LABEL = 256
+
+
+class OAuthToken(SecretBytes):
+    """An OAuth credential's current access token, with what header injection must know
+    about it (its expiry and allowed hosts), taken from the credential the read has just
+    decrypted: the header code then needs no second read and decryption (issue 12)."""
+
+    __slots__ = ("expires_at", "allowed_hosts")
+
+    def __init__(self, token: bytes, *, expires_at: float | None, allowed_hosts: tuple[str, ...] | None) -> None:
+        super().__init__(token)
+        self.expires_at = expires_at
+        self.allowed_hosts = allowed_hosts
 
 
 class OAuthHooks(Protocol):
@@ -47,7 +60,7 @@ class OAuthHooks(Protocol):
     filled by :class:`roomsvc.domain.oauth.tokens.OAuthCredentials`, built before this
     service (see :mod:`roomsvc.domain.secret_writes` for the order)."""
 
-    async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> SecretBytes:
+    async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> OAuthToken:
         """The value a reader gets: the current access token only, never the refresh token."""
 
     async def oauth_deleted(self, record: SecretRecord, value: SecretBytes) -> None:
@@ -57,7 +70,7 @@ class OAuthHooks(Protocol):
 class NoOAuth:
     """The hooks of a vault without OAuth (unit tests): nothing to revoke, nothing to read."""
 
-    async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> SecretBytes:
+    async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> OAuthToken:
         raise InvalidState("OAuth credentials can only be read when the OAuth service is running")
 
     async def oauth_deleted(self, record: SecretRecord, value: SecretBytes) -> None:

@@ -31,6 +31,7 @@ from roomsvc.domain.ports import Cipher, SecretRecord, SecretRepository
 from roomsvc.domain.principal import Principal
 from roomsvc.domain.rooms import RoomService
 from roomsvc.domain.secret_writes import Address, SecretWriter
+from roomsvc.domain.secrets import OAuthToken
 from roomsvc.errors import RoomsvcError
 from roomsvc.ids import SecretBytes
 
@@ -68,11 +69,11 @@ class OAuthCredentials:
 
     # -- SecretService's hooks -----------------------------------------------------------------
 
-    async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> SecretBytes:
+    async def oauth_value(self, record: SecretRecord, value: SecretBytes) -> OAuthToken:
         # the value was just read and decrypted with ``record``: no second read when usable
         loaded = StoredCredential(_addr(record), record.version, OAuthCredential.from_bytes(value.reveal()))
-        fresh = await self.refresher.fresh(_addr(record), loaded)
-        return SecretBytes(fresh.credential.access_token.encode())
+        cred = (await self.refresher.fresh(_addr(record), loaded)).credential
+        return OAuthToken(cred.access_token.encode(), expires_at=cred.expires_at, allowed_hosts=cred.allowed_hosts or None)
 
     async def oauth_deleted(self, record: SecretRecord, value: SecretBytes) -> None:
         """Revoke the grant (RFC 7009): the refresh token, or the access token without one.

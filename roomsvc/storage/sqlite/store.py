@@ -6,7 +6,11 @@ commits once; each job's caller is answered only after that commit is durable
 (``synchronous=FULL``). So a burst of requests shares one fsync, an audit line commits
 in the same transaction as the change it records, and a failed commit fails every job
 in the batch (fail closed). Reads use a second connection and, thanks to WAL, see only
-committed data.
+committed data. Point reads of one indexed row on the hot path (a secret by its key) use a
+third, read-only connection on the event loop's own thread instead (:meth:`_read_now`): a
+WAL read of one row takes microseconds and never waits for the writer, while a trip through
+aiosqlite's thread costs a queue hand-off and a loop wake-up (issue 12). Should it ever be
+busy, the read goes through the reader connection as before.
 
 aiosqlite and sqlite3 errors stop here: they are re-raised as roomsvc errors.
 """
@@ -71,13 +75,15 @@ class SqliteStore:
 
     def __init__(
         self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, *, batch_max: int,
-        observer: Observer = NOOP,
+        observer: Observer = NOOP, point_reader: sqlite3.Connection | None = None,
     ) -> None:
         self.path = path
         #: write batches, their commit time and failures; a span per write (operations)
         self.observer = observer
         self._writer = writer
         self._reader = reader
+        #: read-only, used on the loop's thread for one-row reads (None: every read via aiosqlite)
+        self._point_reader = point_reader
         self._batch_max = batch_max
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -105,6 +111,12 @@ class SqliteStore:
             raise StorageError(f"cannot open database {str(path)!r}: {exc}") from exc
         store = cls(path, writer, reader, batch_max=batch_max, observer=observer)
         await store._migrate(on_migration)
+        try:
+            store._point_reader = _connect_point_reader(path)
+        except sqlite3.Error as exc:
+            await reader.close()
+            await writer.close()
+            raise StorageError(f"cannot open database {str(path)!r}: {exc}") from exc
         store._task = asyncio.get_running_loop().create_task(store._writer_loop(), name="sqlite-writer")
         return store
 
@@ -123,6 +135,9 @@ class SqliteStore:
             await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
             log.warning("WAL checkpoint at close failed", exc_info=True)
+        if self._point_reader is not None:
+            self._point_reader.close()
+            self._point_reader = None
         await self._reader.close()
         await self._writer.close()
 
@@ -195,10 +210,20 @@ class SqliteStore:
         appends = [(job, future) for job, future in batch if isinstance(job, _AuditAppend)]
         others = [(job, future) for job, future in batch if not isinstance(job, _AuditAppend)]
         try:
-            await db.execute("BEGIN IMMEDIATE")
-            if appends:
-                await _insert_audit(db, [r for job, _ in appends for r in job.records])
+            lines = [r for job, _ in appends for r in job.records]
+            if not others:
+                # only audit lines (header resolution, reads): BEGIN, the insert and the
+                # COMMIT in one trip through aiosqlite's thread instead of three, so the
+                # batch does not wait three times behind a busy event loop (issue 12)
+                await _on_thread(db, _commit_audit_now, lines)
                 outcomes.extend((future, None, None) for _, future in appends)
+                others_done = True
+            else:
+                await db.execute("BEGIN IMMEDIATE")
+                if appends:
+                    await _insert_audit(db, lines)
+                    outcomes.extend((future, None, None) for _, future in appends)
+                others_done = False
             for job, future in others:
                 await db.execute("SAVEPOINT job")
                 try:
@@ -210,7 +235,8 @@ class SqliteStore:
                 else:
                     await db.execute("RELEASE job")
                     outcomes.append((future, result, None))
-            await db.execute("COMMIT")
+            if not others_done:
+                await db.execute("COMMIT")
             self.commits += 1
             self.observer.write_batch(len(batch), time.perf_counter() - began)
         except Exception as exc:  # noqa: BLE001 - the writer task must never die
@@ -251,6 +277,24 @@ class SqliteStore:
             self.observer.storage_error("read")
             raise StorageError(f"storage read failed: {type(exc).__name__}") from exc
 
+    async def _read_now(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """A read of at most a few indexed rows, run at once on the loop's thread (no trip
+        through aiosqlite's); through :meth:`_read` when the point reader is busy or absent."""
+        db = self._point_reader
+        if db is not None:
+            try:
+                cursor = db.execute(sql, params)
+                try:
+                    return cursor.fetchall()
+                finally:
+                    cursor.close()  # ends the statement and its read snapshot now
+            except sqlite3.OperationalError:
+                pass  # busy (a checkpoint, a recovery): the reader connection waits for it
+            except sqlite3.Error as exc:
+                self.observer.storage_error("read")
+                raise StorageError(f"storage read failed: {type(exc).__name__}") from exc
+        return await self._read(sql, params)
+
     # -- rooms ---------------------------------------------------------------------------
 
     async def get_room(self, name: RoomName) -> RoomRecord | None:
@@ -285,7 +329,7 @@ class SqliteStore:
     async def get_secret(
         self, room: RoomName, owner: Identity, id: SecretId, delegated_to: Identity | None
     ) -> tuple[SecretRecord, EncryptedBlob] | None:
-        rows = await self._read(
+        rows = await self._read_now(
             f"SELECT {_prefixed('s.', _SECRET_COLS)}, v.kek_id, v.wrapped_dek, v.ciphertext "
             "FROM room_secrets s JOIN room_secret_versions v ON v.secret_pk = s.pk AND v.version = s.version "
             "WHERE s.room = ? AND s.owner = ? AND s.secret_id = ? AND s.delegated_to = ?",
@@ -656,6 +700,15 @@ async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
     return db
 
 
+def _connect_point_reader(path: Path) -> sqlite3.Connection:
+    """The loop thread's read-only connection: never waits on a lock (busy -> the caller
+    falls back to the reader connection), never writes."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=True, cached_statements=64)
+    db.execute("PRAGMA busy_timeout = 0")
+    db.execute("PRAGMA query_only = ON")
+    return db
+
+
 class _AuditAppend:
     """A write job that only appends audit lines: the writer merges these per batch."""
 
@@ -668,12 +721,39 @@ class _AuditAppend:
         await _insert_audit(db, self.records)
 
 
+_INSERT_AUDIT = (
+    "INSERT INTO audit (time, room, actor, owner, secret_id, action, channel, outcome, detail) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _audit_rows(records: Sequence[AuditRecord]) -> list[tuple[Any, ...]]:
+    return [(r.time, r.room, r.actor, r.owner, r.secret_id, r.action, r.channel, r.outcome, r.detail) for r in records]
+
+
 async def _insert_audit(db: aiosqlite.Connection, records: Sequence[AuditRecord]) -> None:
-    await db.executemany(
-        "INSERT INTO audit (time, room, actor, owner, secret_id, action, channel, outcome, detail) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(r.time, r.room, r.actor, r.owner, r.secret_id, r.action, r.channel, r.outcome, r.detail) for r in records],
-    )
+    await db.executemany(_INSERT_AUDIT, _audit_rows(records))
+
+
+def _commit_audit_now(conn: sqlite3.Connection, records: Sequence[AuditRecord]) -> None:
+    """On the writer's thread: one transaction of audit lines, committed (fsync) before it
+    returns; rolled back on any failure, which the caller reports for the whole batch."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(_INSERT_AUDIT, _audit_rows(records))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+async def _on_thread(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(sqlite3 connection, *args)`` on the connection's own thread, in one trip.
+    aiosqlite has no public call for this; ``_execute`` is what each of its methods uses
+    (this is the one place that relies on it: tests/vault and tests/ops cover it)."""
+    result: T = await db._execute(lambda: fn(db._conn, *args))
+    return result
 
 
 async def _key_uses(db: aiosqlite.Connection, key_id: str) -> int:
