@@ -36,6 +36,7 @@ from aiohttp.resolver import DefaultResolver
 from multidict import CIMultiDict
 from yarl import URL
 
+from roomsvc.addresses import is_public_address
 from roomsvc.clock import Clock
 from roomsvc.errors import InvalidRequest, PermissionDenied, RoomsvcError
 from roomsvc.transport.errors import error_body, wire_error
@@ -50,12 +51,6 @@ HOP_BY_HOP = {
 Fetch = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                                 or ip.is_reserved or ip.is_unspecified)
 
 
 class VettedResolver(AbstractResolver):

@@ -17,12 +17,13 @@ package stands apart from the server's code, hence this one of its own).
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from typing import Iterable
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+
+from roomsvc.addresses import is_public_address
 
 
 class PrivateAddressRefused(OSError):
@@ -33,12 +34,6 @@ class PrivateAddressRefused(OSError):
         self.host = host[:100]
 
 
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                                 or ip.is_reserved or ip.is_unspecified)
 
 
 class PublicOnlyResolver(AbstractResolver):
