@@ -18,6 +18,7 @@ import pytest
 
 from tests.oauth.conftest import Provider, free_port, node_ready
 from tests.support.peers import need
+from tests.support.processes import stop_process
 from tests.support.server import Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,13 +62,7 @@ class McpPeer:
             return list((await r.json())["subs"])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log.close()

@@ -27,6 +27,7 @@ from tests.oauth.conftest import OIDC_DIR
 from tests.oauth.flows import consent, finish, open_link, read_credential
 from tests.support.native_client import NativeClient, ResponseError
 from tests.support.peers import need
+from tests.support.processes import stop_process
 from tests.support.waiting import until
 
 
@@ -73,13 +74,7 @@ class Bridge:
             )
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 async def toolkit_id(client: NativeClient, name: str = "tools") -> str:

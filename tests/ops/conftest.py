@@ -19,6 +19,7 @@ import pytest
 
 from tests.oauth.conftest import browser, free_port, oauth_env  # noqa: F401 - fixtures used by this package
 from tests.support.peers import need
+from tests.support.processes import stop_process
 
 #: how often Prometheus scrapes (its smallest sensible interval)
 SCRAPE_INTERVAL = "1s"
@@ -76,13 +77,7 @@ class Prometheus:
         return float(result[0]["value"][1]) if result else None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 
