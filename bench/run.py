@@ -355,6 +355,15 @@ def row(scenario: str, metric: str, unit: str, per_kind: dict[str, list[float]],
     return r
 
 
+def _delivery_goal(values: dict[str, float | None]) -> bool:
+    """Both halves of the delivery goal: at most 1.5x bare and at most a third of python-socketio
+    (when python-socketio was measured in this run)."""
+    bare, sio, ours = values.get("bare"), values.get("socketio"), values.get("roomsvc")
+    if bare is None or ours is None:
+        return False
+    return ours <= 1.5 * bare and (sio is None or ours <= sio / 3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one round, short runs, smaller crowds (about a minute)")
@@ -471,7 +480,8 @@ def build_rows(c: dict[str, Any], oauth_note: str, only: set[int]) -> list[dict[
         m = c[name]
         rows.append(row(label, "deliveries/s", "/s", m["rate"], lower_better=False))
         rows.append(row(label, "server CPU per delivery", "µs", m["cpu_us"], goal="≤ 1.5× bare, ≤ ⅓ socketio" if name != "rooms" else "",
-                        goal_ratio=1.5 if name != "rooms" else None))
+                        goal_ratio=1.5 if name != "rooms" else None,
+                        check=_delivery_goal if name != "rooms" else None))
         rows.append(row(label, "p50 one-way latency", "ms", m["p50"]))
         rows.append(row(label, "p99 one-way latency", "ms", m["p99"]))
     if "headers" in c:
