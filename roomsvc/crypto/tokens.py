@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 import secrets
 import time
@@ -227,6 +226,6 @@ def describe_unverified(token: str) -> dict[str, Any]:
     """The claims of a token without checking it (for ``roomsvc token --decode``)."""
     try:
         part = token.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        return strict_json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)), what="token claims")
     except (IndexError, ValueError):
         raise InvalidRequest("not a JWT") from None

@@ -27,6 +27,7 @@ from typing import Any, Callable, Coroutine
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from roomsvc import strict_json
 from roomsvc.domain.cluster import (
     BusEvent,
     CallAnswered,
@@ -47,7 +48,7 @@ from roomsvc.domain.events import CallReceived, MessageReceived, OAuthConsentReq
 from roomsvc.domain.observe import NO_CLUSTER, ClusterObserver
 from roomsvc.domain.ports import Cipher, EncryptedBlob
 from roomsvc.domain.rooms import RoomService
-from roomsvc.errors import DependencyMissing, RoomsvcError
+from roomsvc.errors import DependencyMissing, InvalidRequest, RoomsvcError
 from roomsvc.ids import Identity, ParticipantId, RoomName
 
 log = logging.getLogger("roomsvc.cluster")
@@ -314,7 +315,7 @@ class RedisBus:
             alive.add(node)
             held: set[str] = set()
             for value in (await self._client.hgetall(self._participants_key(node))).values():
-                entry = json.loads(value)
+                entry = strict_json.loads(value, what="cluster presence entry")
                 info = _parse_info(entry["p"])
                 held.add(info.id)
                 self._rooms.receive(RemoteJoined(node, RoomName(entry["room"]), info))
@@ -327,7 +328,7 @@ class RedisBus:
     def _on_message(self, data: str) -> None:
         assert self._rooms is not None
         try:
-            doc = json.loads(data)
+            doc = strict_json.loads(data, what="cluster event")
             if doc.get("n") == self._node:
                 return
             kind = doc.get("k")
@@ -347,7 +348,9 @@ class RedisBus:
                 self._rooms.receive(self._open_consent(doc))
                 return
             self._rooms.receive(_decode(doc))
-        except (ValueError, KeyError, TypeError):
+        except (InvalidRequest, ValueError, KeyError, TypeError, AttributeError):
+            # anything on the channel is input: not JSON, duplicate keys, too deep, not an
+            # object, a field missing or of the wrong type
             log.warning("cluster: an event that does not parse was dropped")
         except RoomsvcError as exc:  # a sealed notice under a key this node has not loaded yet
             log.warning("cluster: a sealed event could not be opened (%s) and was dropped", exc.name)
@@ -368,7 +371,7 @@ class RedisBus:
         s = doc["sealed"]
         blob = EncryptedBlob(str(s[0]), base64.b64decode(s[1]), base64.b64decode(s[2]))
         request_id = str(doc["req"])
-        q = json.loads(self._cipher.decrypt(blob, _consent_aad(request_id)))
+        q = strict_json.loads(self._cipher.decrypt(blob, _consent_aad(request_id)), what="sealed consent request")
         return RemoteConsentRequest(str(doc["n"]), RoomName(doc["r"]), OAuthConsentRequested(
             request_id=request_id, connector=q["connector"], oauth=q["oauth"], participant_id=ParticipantId(q["to"]),
             timeout=float(q["timeout"]), delegate_to=Identity(q["delegate_to"]) if q.get("delegate_to") else None,

@@ -343,3 +343,26 @@ async def _presence(client: NativeClient, kind: str) -> dict[str, Any]:
             return dict(frame["data"])
         if frame["type"] == "participants.changed" and frame["data"][kind]:
             return dict(frame["data"][kind][0])
+
+
+async def test_events_on_the_channel_that_do_not_parse_are_dropped_and_fan_out_goes_on(cluster: Cluster) -> None:
+    """Anything published on the cluster channel is input: not JSON, a duplicate key, a constant,
+    a list, a missing field. Each is dropped with a log line and the nodes keep delivering."""
+    room = "garbage-room"
+    na = await native(cluster.a, room, "hearer")
+    nb = await native(cluster.b, room, "speaker")
+    publisher = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        await until(lambda: _lists_all(na, {nb.participant_id}), "A lists the speaker on B", within=WAIT)
+        for junk in ("not json", '{"k": "message", "k": "revoked"}', '{"k": NaN}', "[1, 2]", '"text"',
+                     '{"k": "message", "n": "forged-node"}', "{" * 5000):
+            await publisher.publish(f"{cluster.prefix}:events", junk)
+        await nb.request("message.broadcast", {"message_type": "chat", "body": {"text": "still here"}})
+        pushed = await na.next_event("message", timeout=WAIT)
+        assert pushed["data"]["body"] == {"text": "still here"}
+        assert "an event that does not parse was dropped" in cluster.a.stderr()
+        assert "Traceback" not in cluster.a.stderr() and "Traceback" not in cluster.b.stderr()
+    finally:
+        await publisher.aclose()
+        await nb.close()
+        await na.close()
