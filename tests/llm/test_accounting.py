@@ -152,7 +152,13 @@ async def test_refusals_and_upstream_errors_do_not_carry_the_key(llm_server: Ser
                 async with http.post(f"{llm_server.url}/v1/llm/openai/chat/completions",
                                      json={"model": model, "stream": stream, "messages": HI},
                                      headers={"Authorization": f"Bearer {token}"}) as r:
-                    _keep(r.status, await r.text(), dict(r.headers))
+                    text = await r.text()
+                    _keep(r.status, text, dict(r.headers))
+                    # checked here too, not only by the sweep below: no copy of the key in the answer
+                    assert OPENAI_KEY not in text and OPENAI_KEY[-16:] not in text
+                    assert all(OPENAI_KEY not in v for v in r.headers.values())
+                    if r.status >= 400:  # refused or passed through: the provider's error shape
+                        assert "error" in text, (model, stream, r.status, text[:200])
 
 
 async def test_the_provider_keys_appear_nowhere(llm_server: Server) -> None:

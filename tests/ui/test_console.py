@@ -238,6 +238,7 @@ async def test_a_burst_of_joins_and_leaves_coalesced_on_the_wire_is_shown_right(
     finally:
         await asyncio.gather(*(c.close() for c in clients[3:]))
     await seen(lambda: people_on(alice), lambda now: now == before)
+    assert await people_on(alice) == before and not set(burst) & await people_on(alice)
 
 
 async def test_a_hostile_message_is_shown_as_text_and_nothing_runs(room: Room, shots: Any) -> None:
